@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests must never reach the network; Hub code paths are exercised against local caches.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from hf_fiqa.paths import shared_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """``../shared`` with real photos and detector weights; tests using it skip without it."""
+    root = shared_dir()
+    if not (root / "data").is_dir():
+        pytest.skip(f"shared data not found at {root} (set HF_FIQA_SHARED)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def yunet_weights(shared):
+    path = shared / "weights" / "yunet" / "face_detection_yunet.onnx"
+    if not path.is_file():
+        pytest.skip(f"YuNet weights not found at {path}")
+    return path
