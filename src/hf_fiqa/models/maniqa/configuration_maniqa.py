@@ -1,0 +1,141 @@
+"""Configuration of MANIQA (Yang et al., CVPRW 2022): ViT features -> TAB + Swin stages -> patch-weighted score.
+
+The defaults are the paper's model: timm ``vit_base_patch8_224`` (ViT-B/8 at 224, 28x28 tokens), outputs of
+blocks 6-9 concatenated to 3072 channels, two stages of 2 transposed-attention blocks + a Swin stage of
+2 groups x 2 blocks (window 4, 4 heads, MLP 768), channel widths 768 then 384.
+
+Every geometric constraint is checked here, when the config is built, so a bad config fails with the name of
+the field instead of a shape error deep inside ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from transformers import PretrainedConfig
+
+
+class MANIQAConfig(PretrainedConfig):
+    r"""
+    Args:
+        backbone (`str`): timm ViT architecture name; built with ``pretrained=False`` and the geometry below.
+        feature_layers (`Sequence[int]`): 0-based indices of backbone blocks whose outputs are concatenated.
+            Blocks after the largest index are never built.
+        image_size (`int`): side of the square input crop.
+        patch_size (`int`): ViT patch size; ``image_size // patch_size`` is the token grid side.
+        backbone_embed_dim / backbone_depth / backbone_num_heads: ViT width, number of blocks and heads.
+        embed_dim (`int`): width of stage 1 after the 1x1 projection; stage 2 uses ``embed_dim // 2``.
+        num_tab (`int`): transposed-attention blocks per stage.
+        swin_depths / swin_num_heads (`Sequence[int]`): blocks and heads per Swin residual group.
+        window_size (`int`): Swin window side; must divide the token grid.
+        mlp_dim (`int`): hidden width of the Swin MLPs (same in both stages, as in the paper).
+        swin_residual_scale (`float`): ``x = scale * group(x) + x`` (0.8 in the paper, 0.13 in some checkpoints).
+        dropout (`float`): dropout in TABs, before each Swin stage and in the score/weight heads.
+        drop_path (`float`): stochastic depth reached by the last Swin block of a stage.
+        num_outputs (`int`): scores per image (1 for MOS regression).
+        layer_norm_eps (`float`): LayerNorm epsilon inside the Swin blocks.
+        loss_type (`str`): loss when ``labels`` are given: "mse" (MANIQA), "smooth_l1" (SDD-FIQA regressor) or "l1".
+    """
+
+    model_type = "maniqa"
+
+    def __init__(
+        self,
+        backbone: str = "vit_base_patch8_224",
+        feature_layers: Sequence[int] = (6, 7, 8, 9),
+        image_size: int = 224,
+        patch_size: int = 8,
+        backbone_embed_dim: int = 768,
+        backbone_depth: int = 12,
+        backbone_num_heads: int = 12,
+        embed_dim: int = 768,
+        num_tab: int = 2,
+        swin_depths: Sequence[int] = (2, 2),
+        swin_num_heads: Sequence[int] = (4, 4),
+        window_size: int = 4,
+        mlp_dim: int = 768,
+        swin_residual_scale: float = 0.8,
+        dropout: float = 0.1,
+        drop_path: float = 0.1,
+        num_outputs: int = 1,
+        layer_norm_eps: float = 1e-5,
+        loss_type: str = "mse",
+        **kwargs: Any,
+    ):
+        self.backbone = backbone
+        self.feature_layers = [int(i) for i in feature_layers]
+        self.image_size = int(image_size)
+        self.patch_size = int(patch_size)
+        self.backbone_embed_dim = int(backbone_embed_dim)
+        self.backbone_depth = int(backbone_depth)
+        self.backbone_num_heads = int(backbone_num_heads)
+        self.embed_dim = int(embed_dim)
+        self.num_tab = int(num_tab)
+        self.swin_depths = [int(d) for d in swin_depths]
+        self.swin_num_heads = [int(h) for h in swin_num_heads]
+        self.window_size = int(window_size)
+        self.mlp_dim = int(mlp_dim)
+        self.swin_residual_scale = float(swin_residual_scale)
+        self.dropout = float(dropout)
+        self.drop_path = float(drop_path)
+        self.num_outputs = int(num_outputs)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.loss_type = str(loss_type)
+        self._validate()
+        super().__init__(**kwargs)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "MANIQAConfig":
+        """A few-hundred-kilobyte MANIQA (ViT 4 blocks x 32 wide at 32x32 input) for tests and smoke runs."""
+        values: dict[str, Any] = dict(
+            backbone="vit_tiny_patch16_224", image_size=32, patch_size=4, backbone_embed_dim=32, backbone_depth=4,
+            backbone_num_heads=2, feature_layers=(1, 2), embed_dim=32, num_tab=2, swin_depths=(2, 2),
+            swin_num_heads=(2, 2), window_size=4, mlp_dim=32,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the token grid (28 for ViT-B/8 at 224)."""
+        return self.image_size // self.patch_size
+
+    def _validate(self) -> None:
+        def fail(field: str, message: str) -> None:
+            raise ValueError(f"MANIQAConfig.{field}: {message}")
+
+        for field in ("image_size", "patch_size", "backbone_embed_dim", "backbone_depth", "backbone_num_heads",
+                      "embed_dim", "window_size", "mlp_dim", "num_outputs"):
+            if getattr(self, field) <= 0:
+                fail(field, f"must be positive, got {getattr(self, field)}")
+        if self.num_tab < 0:
+            fail("num_tab", f"must be >= 0, got {self.num_tab}")
+        if self.image_size % self.patch_size:
+            fail("image_size", f"{self.image_size} is not divisible by patch_size={self.patch_size}")
+        if not self.feature_layers:
+            fail("feature_layers", "needs at least one backbone block index")
+        if len(set(self.feature_layers)) != len(self.feature_layers):
+            fail("feature_layers", f"indices repeat: {self.feature_layers}")
+        bad = [i for i in self.feature_layers if not 0 <= i < self.backbone_depth]
+        if bad:
+            fail("feature_layers", f"indices {bad} are outside the backbone's {self.backbone_depth} blocks (0..{self.backbone_depth - 1})")
+        if self.backbone_embed_dim % self.backbone_num_heads:
+            fail("backbone_num_heads", f"{self.backbone_num_heads} does not divide backbone_embed_dim={self.backbone_embed_dim}")
+        if self.embed_dim % 2:
+            fail("embed_dim", f"must be even (stage 2 uses embed_dim // 2), got {self.embed_dim}")
+        if self.grid_size % self.window_size:
+            fail("window_size", f"{self.window_size} does not divide the {self.grid_size}x{self.grid_size} token grid "
+                                f"(image_size {self.image_size} / patch_size {self.patch_size})")
+        if len(self.swin_depths) != len(self.swin_num_heads) or not self.swin_depths:
+            fail("swin_num_heads", f"needs one entry per Swin group: depths {self.swin_depths}, heads {self.swin_num_heads}")
+        for dim in (self.embed_dim, self.embed_dim // 2):
+            for heads in self.swin_num_heads:
+                if heads <= 0 or dim % heads:
+                    fail("swin_num_heads", f"{heads} heads do not divide Swin width {dim}")
+        if any(d <= 0 for d in self.swin_depths):
+            fail("swin_depths", f"every group needs at least one block, got {self.swin_depths}")
+        if self.loss_type not in ("mse", "smooth_l1", "l1"):
+            fail("loss_type", f"must be one of mse, smooth_l1, l1; got {self.loss_type!r}")
+        for field in ("dropout", "drop_path"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                fail(field, f"must be in [0, 1), got {getattr(self, field)}")

@@ -1,0 +1,321 @@
+"""MANIQA as a transformers model, built to give the official numbers with less work.
+
+Differences from the official implementation that do not change the numbers:
+- the timm ViT is pruned after the last block whose output is used (blocks 10, 11, the final norm and the
+  classifier head are never built), and intermediate outputs come from timm's ``forward_intermediates``
+  instead of forward hooks on every block;
+- attention in the transposed-attention blocks and Swin windows goes through
+  ``F.scaled_dot_product_attention`` (fused, no materialised softmax input);
+- the patch-weighted score is computed for the whole batch at once, not in a per-sample Python loop.
+
+The transposed-attention output keeps the official ``transpose(1, 2).reshape(B, C, N)`` quirk: it mixes
+channels and tokens, and official checkpoints were trained through it.
+
+This file only imports torch, timm and transformers (plus its sibling config) so that it can be shipped as
+remote code next to a checkpoint on the Hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_maniqa import MANIQAConfig
+
+
+@dataclass
+class ImageQualityOutput(ModelOutput):
+    """``score`` is the image quality (B,) or (B, num_outputs); per-patch maps are (B, H, W[, num_outputs])."""
+
+    loss: Optional[torch.Tensor] = None
+    score: Optional[torch.Tensor] = None
+    patch_scores: Optional[torch.Tensor] = None
+    patch_weights: Optional[torch.Tensor] = None
+
+
+class TransposedAttention(nn.Module):
+    """Self-attention across channels: tokens are the feature axis, so the attention map is C x C."""
+
+    def __init__(self, num_tokens: int, dropout: float):
+        super().__init__()
+        self.c_q = nn.Linear(num_tokens, num_tokens)
+        self.c_k = nn.Linear(num_tokens, num_tokens)
+        self.c_v = nn.Linear(num_tokens, num_tokens)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, N)
+        batch, channels, tokens = x.shape
+        q, k, v = self.c_q(x), self.c_k(x), self.c_v(x)
+        # Default SDPA scale is tokens ** -0.5, the official norm_fact.
+        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        out = out.transpose(1, 2).reshape(batch, channels, tokens)  # official quirk, see module docstring
+        return x + self.proj_drop(out)
+
+
+def _window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * num_windows, window * window, C)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, c)
+
+
+def _window_merge(windows: torch.Tensor, window: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`_window_partition`."""
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+# Index and mask tables are derived from the geometry alone. They are cached per geometry instead of being
+# registered as buffers: transformers 5 materialises non-persistent buffers empty when loading, and persistent
+# ones would put derived state into checkpoints.
+@lru_cache(maxsize=None)
+def _relative_position_index(window: int) -> torch.Tensor:
+    grid = torch.arange(window, device="cpu")
+    coords = torch.stack(torch.meshgrid(grid, grid, indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]  # (window^2, window^2)
+
+
+@lru_cache(maxsize=None)
+def _shifted_window_mask(grid: int, window: int, shift: int) -> torch.Tensor:
+    """Additive mask (num_windows, window^2, window^2) keeping attention inside regions after the roll."""
+    region = torch.zeros(1, grid, grid, 1, device="cpu")
+    bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    label = 0
+    for hs in bounds:
+        for ws in bounds:
+            region[:, hs, ws, :] = label
+            label += 1
+    windows = _window_partition(region, window).squeeze(-1)
+    diff = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return torch.where(diff != 0, -100.0, 0.0)  # -100 as in the official Swin
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (identity at eval)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, grid: int, window: int, shift: int, mlp_dim: int,
+                 drop_path: float, eps: float):
+        super().__init__()
+        if grid <= window:  # a window covering the whole grid: nothing to shift
+            window, shift = grid, 0
+        self.heads, self.grid, self.window, self.shift = heads, grid, window, shift
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = WindowAttention(dim, heads, window)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = nn.Sequential()
+        self.mlp.fc1 = nn.Linear(dim, mlp_dim)
+        self.mlp.act = nn.GELU()
+        self.mlp.fc2 = nn.Linear(mlp_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, L, C)
+        b, _, c = x.shape
+        h = self.norm1(x).view(b, self.grid, self.grid, c)
+        if self.shift:
+            h = torch.roll(h, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        mask = _shifted_window_mask(self.grid, self.window, self.shift).to(x.device) if self.shift else None
+        h = self.attn(_window_partition(h, self.window), mask)
+        h = _window_merge(h, self.window, self.grid, self.grid)
+        if self.shift:
+            h = torch.roll(h, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + self.drop_path(h.reshape(b, -1, c))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class WindowAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, window: int):
+        super().__init__()
+        self.heads, self.window = heads, window
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:  # x: (B*nW, N, C)
+        bw, n, c = x.shape
+        q, k, v = self.qkv(x).view(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        index = _relative_position_index(self.window).to(x.device)
+        bias = self.relative_position_bias_table[index.view(-1)]
+        bias = bias.view(n, n, self.heads).permute(2, 0, 1).unsqueeze(0)  # (1, heads, N, N)
+        if mask is not None:  # (nW, N, N) -> broadcast over batch and heads
+            num_windows = mask.shape[0]
+            bias = (bias + mask.unsqueeze(1)).repeat(bw // num_windows, 1, 1, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+
+class SwinGroup(nn.Module):
+    """Swin blocks (alternating shift 0 / window // 2) followed by a 3x3 conv + ReLU on the token grid."""
+
+    def __init__(self, dim: int, depth: int, heads: int, grid: int, window: int, mlp_dim: int,
+                 drop_paths: list[float], eps: float):
+        super().__init__()
+        self.grid = grid
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, heads, grid, window, 0 if i % 2 == 0 else window // 2, mlp_dim, drop_paths[i], eps)
+            for i in range(depth)
+        )
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, C)
+        for block in self.blocks:
+            x = block(x)
+        b, length, c = x.shape
+        x = x.transpose(1, 2).reshape(b, c, self.grid, self.grid)
+        return F.relu(self.conv(x)).flatten(2).transpose(1, 2)
+
+
+class SwinStage(nn.Module):
+    def __init__(self, config: MANIQAConfig, dim: int):
+        super().__init__()
+        self.scale = config.swin_residual_scale
+        self.grid = config.grid_size
+        self.dropout = nn.Dropout(config.dropout)
+        rates = torch.linspace(0, config.drop_path, sum(config.swin_depths)).tolist()
+        self.groups = nn.ModuleList()
+        start = 0
+        for depth, heads in zip(config.swin_depths, config.swin_num_heads):
+            self.groups.append(SwinGroup(dim, depth, heads, self.grid, config.window_size, config.mlp_dim,
+                                         rates[start:start + depth], config.layer_norm_eps))
+            start += depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        b, c, h, w = x.shape
+        x = self.dropout(x).flatten(2).transpose(1, 2)
+        for group in self.groups:
+            x = self.scale * group(x) + x
+        return x.transpose(1, 2).reshape(b, c, h, w)
+
+
+class MANIQAStage(nn.Module):
+    """Transposed-attention blocks on (B, C, N), a 1x1 channel projection, then a Swin stage."""
+
+    def __init__(self, config: MANIQAConfig, in_dim: int, out_dim: int):
+        super().__init__()
+        tokens = config.grid_size ** 2
+        self.tabs = nn.ModuleList(TransposedAttention(tokens, config.dropout) for _ in range(config.num_tab))
+        self.conv = nn.Conv2d(in_dim, out_dim, 1)
+        self.swin = SwinStage(config, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h * w)
+        for tab in self.tabs:
+            x = tab(x)
+        return self.swin(self.conv(x.view(b, c, h, w)))
+
+
+_LOSSES = {"mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss}
+
+
+def _mlp_head(dim: int, outputs: int, dropout: float, final: nn.Module) -> nn.Sequential:
+    # Indices 0 and 3 hold the Linear layers, matching the official fc_score / fc_weight layout.
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, outputs), final)
+
+
+class MANIQAPreTrainedModel(PreTrainedModel):
+    config_class = MANIQAConfig
+    base_model_prefix = "maniqa"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # timm initialises the backbone itself; these follow the official (PyTorch default + Swin) init.
+        if isinstance(module, WindowAttention):
+            nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+
+
+class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
+    """MANIQA quality regressor. ``forward(pixel_values)`` -> ``score`` (B,) plus per-patch scores and weights."""
+
+    def __init__(self, config: MANIQAConfig):
+        super().__init__(config)
+        self.backbone = timm.create_model(
+            config.backbone,
+            pretrained=False,
+            img_size=config.image_size,
+            patch_size=config.patch_size,
+            embed_dim=config.backbone_embed_dim,
+            depth=config.backbone_depth,
+            num_heads=config.backbone_num_heads,
+            num_classes=0,
+        )
+        # Only blocks up to the last used index are kept; final norm and head are dropped.
+        self.backbone.prune_intermediate_layers(config.feature_layers, prune_norm=True, prune_head=True)
+        in_dim = config.backbone_embed_dim * len(config.feature_layers)
+        self.stage1 = MANIQAStage(config, in_dim, config.embed_dim)
+        self.stage2 = MANIQAStage(config, config.embed_dim, config.embed_dim // 2)
+        head_dim = config.embed_dim // 2
+        self.score_head = _mlp_head(head_dim, config.num_outputs, config.dropout, nn.ReLU())
+        self.weight_head = _mlp_head(head_dim, config.num_outputs, config.dropout, nn.Sigmoid())
+        # The score head ends in a ReLU: start its output at 0.5, the middle of the [0, 1] label range, so that
+        # training from scratch does not begin with a dead head (all-zero scores, no gradient).
+        nn.init.constant_(self.score_head[3].bias, 0.5)
+        self.post_init()
+
+    def backbone_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Concatenated outputs of the configured ViT blocks, class token dropped: (B, C, H, W)."""
+        feats = self.backbone.forward_intermediates(
+            pixel_values, indices=self.config.feature_layers, norm=False, output_fmt="NLC", intermediates_only=True
+        )
+        x = torch.cat(feats, dim=-1)  # (B, N, C)
+        grid = self.config.grid_size
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], grid, grid)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ) -> ImageQualityOutput | tuple:
+        expected = self.config.image_size
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or tuple(pixel_values.shape[-2:]) != (expected, expected):
+            raise ValueError(
+                f"MANIQA expects pixel_values of shape (B, 3, {expected}, {expected}), got {tuple(pixel_values.shape)}; "
+                "use MANIQAImageProcessor to crop or resize images"
+            )
+        x = self.stage2(self.stage1(self.backbone_features(pixel_values)))
+        tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        patch_scores = self.score_head(tokens)  # (B, N, K)
+        patch_weights = self.weight_head(tokens)
+        score = (patch_scores * patch_weights).sum(1) / patch_weights.sum(1)  # (B, K)
+
+        loss = None
+        if labels is not None:
+            loss = _LOSSES[self.config.loss_type](score.float(), labels.float().view_as(score))
+
+        grid = self.config.grid_size
+        if self.config.num_outputs == 1:
+            score = score.squeeze(-1)
+            patch_scores = patch_scores.squeeze(-1)
+            patch_weights = patch_weights.squeeze(-1)
+        shape = (x.shape[0], grid, grid) + patch_scores.shape[2:]
+        output = ImageQualityOutput(
+            loss=loss, score=score, patch_scores=patch_scores.reshape(shape), patch_weights=patch_weights.reshape(shape)
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
