@@ -18,7 +18,6 @@ remote code next to a checkpoint on the Hub.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Optional
 
 import timm
@@ -74,10 +73,20 @@ def _window_merge(windows: torch.Tensor, window: int, h: int, w: int) -> torch.T
     return x.reshape(-1, h, w, c)
 
 
-# Index and mask tables are derived from the geometry alone. They are cached per geometry instead of being
-# registered as buffers: transformers 5 materialises non-persistent buffers empty when loading, and persistent
-# ones would put derived state into checkpoints.
-@lru_cache(maxsize=None)
+# Index and mask tables are derived from the geometry alone. They are cached per geometry and device instead of
+# being registered as buffers: transformers 5 materialises non-persistent buffers empty when loading, and
+# persistent ones would put derived state into checkpoints. A plain dict keeps torch.compile tracing quiet.
+_TABLES: dict[tuple, torch.Tensor] = {}
+
+
+def _table(kind: str, device: torch.device, *geometry: int) -> torch.Tensor:
+    key = (kind, str(device)) + geometry
+    if key not in _TABLES:
+        build = _relative_position_index if kind == "index" else _shifted_window_mask
+        _TABLES[key] = build(*geometry).to(device)
+    return _TABLES[key]
+
+
 def _relative_position_index(window: int) -> torch.Tensor:
     grid = torch.arange(window, device="cpu")
     coords = torch.stack(torch.meshgrid(grid, grid, indexing="ij")).flatten(1)
@@ -85,7 +94,6 @@ def _relative_position_index(window: int) -> torch.Tensor:
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]  # (window^2, window^2)
 
 
-@lru_cache(maxsize=None)
 def _shifted_window_mask(grid: int, window: int, shift: int) -> torch.Tensor:
     """Additive mask (num_windows, window^2, window^2) keeping attention inside regions after the roll."""
     region = torch.zeros(1, grid, grid, 1, device="cpu")
@@ -136,7 +144,7 @@ class SwinBlock(nn.Module):
         h = self.norm1(x).view(b, self.grid, self.grid, c)
         if self.shift:
             h = torch.roll(h, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        mask = _shifted_window_mask(self.grid, self.window, self.shift).to(x.device) if self.shift else None
+        mask = _table("mask", x.device, self.grid, self.window, self.shift) if self.shift else None
         h = self.attn(_window_partition(h, self.window), mask)
         h = _window_merge(h, self.window, self.grid, self.grid)
         if self.shift:
@@ -156,7 +164,7 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:  # x: (B*nW, N, C)
         bw, n, c = x.shape
         q, k, v = self.qkv(x).view(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        index = _relative_position_index(self.window).to(x.device)
+        index = _table("index", x.device, self.window)
         bias = self.relative_position_bias_table[index.view(-1)]
         bias = bias.view(n, n, self.heads).permute(2, 0, 1).unsqueeze(0)  # (1, heads, N, N)
         if mask is not None:  # (nW, N, N) -> broadcast over batch and heads
