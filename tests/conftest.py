@@ -27,3 +27,18 @@ def yunet_weights(shared):
     if not path.is_file():
         pytest.skip(f"YuNet weights not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_maniqa_dir(tmp_path_factory):
+    """A saved tiny random MANIQA (model + image processor) folder, as ``from_pretrained`` expects."""
+    import torch
+
+    from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
+
+    torch.manual_seed(0)
+    model = MANIQAForImageQualityAssessment(MANIQAConfig.tiny()).eval()
+    folder = tmp_path_factory.mktemp("tiny-maniqa")
+    model.save_pretrained(folder)
+    MANIQAImageProcessor(crop_size=model.config.image_size, policy="resize").save_pretrained(folder)
+    return folder

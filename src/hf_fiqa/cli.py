@@ -9,7 +9,11 @@ import sys
 # Modules exposing ``register(subparsers)``. Imported lazily per run so that ``hf-fiqa --help``
 # does not pay for torch/transformers imports it does not need.
 COMMAND_MODULES = [
+    "hf_fiqa.pipelines.commands",
     "hf_fiqa.models.commands",
+    "hf_fiqa.models.recognition_commands",
+    "hf_fiqa.data.commands",
+    "hf_fiqa.metrics.commands",
 ]
 
 

@@ -48,3 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("dst", help="output folder (save_pretrained layout)")
         add_arguments(sub)
         sub.set_defaults(func=run)
+    from .recognition_commands import register_convert
+
+    register_convert(models)

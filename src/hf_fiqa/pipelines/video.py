@@ -1,0 +1,178 @@
+"""Face quality over a video: sample frames, follow the main face, score it, pick the best frames.
+
+Frames are decoded with PyAV (FFmpeg). The main face is the largest face of the first sampled frame that has
+one; in later frames it is the detection overlapping its last box most (IoU tracking). When it is lost for
+``max_lost`` sampled frames the track restarts on the largest face in view. A video that breaks part-way
+(truncated file, corrupt packets) returns the frames scored so far together with an ``error``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..faces.alignment import align_faces
+from ..faces.types import DetectedFace
+from .face_quality import FaceQualityAnalyzer
+
+
+@dataclass
+class FrameQuality:
+    frame_index: int
+    time: float
+    quality: float | None = None
+    box: list[float] | None = None
+    detection_score: float | None = None
+    num_faces: int = 0
+
+
+@dataclass
+class VideoQualityResult:
+    input: str
+    fps: float | None
+    frames: list[FrameQuality] = field(default_factory=list)
+    frames_decoded: int = 0
+    error: str | None = None
+
+    def best_frames(self, k: int = 5) -> list[FrameQuality]:
+        """The ``k`` sampled frames whose main face scored highest."""
+        scored = [f for f in self.frames if f.quality is not None]
+        return sorted(scored, key=lambda f: -f.quality)[:k]
+
+    def to_dict(self, best: int = 5) -> dict[str, Any]:
+        return {"input": self.input, "fps": self.fps, "frames_decoded": self.frames_decoded, "error": self.error,
+                "frames": [vars(f) for f in self.frames], "best_frames": [vars(f) for f in self.best_frames(best)]}
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class MainFaceTracker:
+    """Keeps following one face across frames by box overlap."""
+
+    def __init__(self, min_iou: float = 0.3, max_lost: int = 5):
+        self.min_iou, self.max_lost = min_iou, max_lost
+        self.box: np.ndarray | None = None
+        self.lost = 0
+
+    def update(self, faces: list[DetectedFace]) -> DetectedFace | None:
+        if self.box is not None and faces:
+            overlaps = [iou(self.box, f.box) for f in faces]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= self.min_iou:
+                self.box, self.lost = faces[best].box, 0
+                return faces[best]
+        if self.box is not None:
+            self.lost += 1
+            if self.lost <= self.max_lost:
+                return None
+        if not faces:
+            return None
+        largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        self.box, self.lost = largest.box, 0
+        return largest
+
+
+def score_video(path: str | Path, analyzer: FaceQualityAnalyzer, every_n: int | None = None,
+                target_fps: float | None = None, max_frames: int | None = None, batch_frames: int = 32,
+                progress: bool = False) -> VideoQualityResult:
+    """Score the main face of sampled frames of ``path``.
+
+    Sampling: every ``every_n``-th frame, or as close to ``target_fps`` as the video's frame rate allows
+    (default: every frame). ``max_frames`` caps the number of sampled frames.
+    """
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError("video scoring needs PyAV: pip install 'hf-fiqa[video]'") from exc
+
+    result = VideoQualityResult(input=str(path), fps=None)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        result.error = f"cannot open video {path}: {exc}"
+        return result
+    tracker = MainFaceTracker()
+    pending: list[tuple[FrameQuality, Any]] = []
+    with container:
+        if not container.streams.video:
+            result.error = f"{path} has no video stream"
+            return result
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate) if stream.average_rate else None
+        result.fps = fps
+        step = every_n or (max(1, round(fps / target_fps)) if (target_fps and fps) else 1)
+        total = stream.frames // step if stream.frames else None
+        bar = tqdm(total=min(total, max_frames) if (total and max_frames) else total, unit="frame",
+                   disable=not progress, desc=f"scoring {Path(path).name}")
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                result.frames_decoded = index + 1
+                if index % step:
+                    continue
+                rgb = frame.to_ndarray(format="rgb24")
+                time = float(frame.time) if frame.time is not None else (index / fps if fps else float(index))
+                record = FrameQuality(frame_index=index, time=round(time, 4))
+                faces = analyzer.detector.detect(rgb)
+                record.num_faces = len(faces)
+                face = tracker.update([f for f in faces if f.size >= analyzer.min_face_size])
+                if face is not None:
+                    record.box = [round(float(v), 2) for v in face.box]
+                    record.detection_score = round(float(face.score), 4)
+                    crop = align_faces(rgb, [face], sizes=(analyzer.scorer.crop_size,))[analyzer.scorer.crop_size][0]
+                    pending.append((record, crop))
+                result.frames.append(record)
+                bar.update(1)
+                if len(pending) >= batch_frames:
+                    _score_pending(analyzer, pending)
+                if max_frames and len(result.frames) >= max_frames:
+                    break
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            result.error = f"video {path} broke off after {result.frames_decoded} frames: {type(exc).__name__}: {exc}"
+        finally:
+            bar.close()
+    _score_pending(analyzer, pending)
+    if result.frames_decoded == 0 and result.error is None:
+        result.error = f"no frame could be decoded from {path}"
+    return result
+
+
+def _score_pending(analyzer: FaceQualityAnalyzer, pending: list) -> None:
+    if not pending:
+        return
+    scores = analyzer.scorer.score([crop for _, crop in pending])
+    for (record, _), quality in zip(pending, scores):
+        record.quality = float(quality)
+    pending.clear()
+
+
+def plot_quality_series(result: VideoQualityResult, path: str | Path, best: int = 5) -> Path:
+    """Save a PNG of main-face quality over time, best frames marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.5), dpi=120)
+    ax = fig.add_subplot()
+    times = [f.time for f in result.frames]
+    qualities = [np.nan if f.quality is None else f.quality for f in result.frames]
+    ax.plot(times, qualities, marker=".", linewidth=1, label="main face quality")
+    top = result.best_frames(best)
+    ax.scatter([f.time for f in top], [f.quality for f in top], color="tab:red", zorder=3, label=f"best {len(top)} frames")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("quality")
+    title = Path(result.input).name + (" (incomplete: " + result.error.split(":")[0] + ")" if result.error else "")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
