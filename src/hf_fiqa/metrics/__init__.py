@@ -1,0 +1,65 @@
+"""Evaluation: IQA correlation with MOS, FIQA error-versus-discard (EDC/pAUC), baselines, reports.
+
+Only numpy is imported eagerly; scipy, matplotlib and pandas load inside the functions that
+need them (the ``eval`` extra).
+"""
+
+from .baselines import (
+    BASELINES,
+    DetectorConfidenceScorer,
+    FaceSizeScorer,
+    InterEyeDistanceScorer,
+    MissingDetectionError,
+    RandomScorer,
+    SharpnessScorer,
+    make_baseline,
+)
+from .correlation import correlation_table, fit_logistic, logistic4
+from .edc import (
+    EDCResult,
+    Threshold,
+    edc_curve,
+    fm_edc,
+    fmr_at,
+    fnm_edc,
+    fnmr_at,
+    ideal_area,
+    pair_quality,
+    partial_area,
+    threshold_for_fmr,
+    threshold_for_fnmr,
+)
+from .pairs import Pairs, build_pairs, pair_similarities
+from .report import FIQAReport, evaluate_fiqa, write_iqa_report
+
+__all__ = [
+    "BASELINES",
+    "DetectorConfidenceScorer",
+    "EDCResult",
+    "FIQAReport",
+    "FaceSizeScorer",
+    "InterEyeDistanceScorer",
+    "MissingDetectionError",
+    "Pairs",
+    "RandomScorer",
+    "SharpnessScorer",
+    "Threshold",
+    "build_pairs",
+    "correlation_table",
+    "edc_curve",
+    "evaluate_fiqa",
+    "fit_logistic",
+    "fm_edc",
+    "fmr_at",
+    "fnm_edc",
+    "fnmr_at",
+    "ideal_area",
+    "logistic4",
+    "make_baseline",
+    "pair_quality",
+    "pair_similarities",
+    "partial_area",
+    "threshold_for_fmr",
+    "threshold_for_fnmr",
+    "write_iqa_report",
+]

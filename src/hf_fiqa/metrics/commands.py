@@ -1,0 +1,341 @@
+"""``hf-fiqa evaluate-iqa`` and ``hf-fiqa evaluate-fiqa``: evaluation reports from files.
+
+Heavy imports (pandas, scipy, matplotlib) happen inside the handlers so ``hf-fiqa --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".txt")
+
+
+class InputError(ValueError):
+    """A command-line input file is missing, unreadable or lacks what the command needs."""
+
+
+def read_table(path: str | Path, key_col: str, value_col: str):
+    """Read a label/prediction table into a pandas DataFrame.
+
+    ``.csv``/``.tsv``/``.parquet`` need a header naming ``key_col`` and ``value_col``. ``.txt``
+    files are headerless two-column lists (``name<TAB>score`` or ``name, score``, as in the
+    MANIQA label lists); their columns are named ``key_col`` and ``value_col``.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pd.read_parquet(p)
+        elif suffix == ".tsv":
+            df = pd.read_csv(p, sep="\t")
+        elif suffix == ".txt":
+            df = pd.read_csv(p, sep=r"\s*[,\t]\s*|\s+", header=None, engine="python", names=[key_col, value_col])
+        else:
+            df = pd.read_csv(p)
+    except Exception as exc:  # pandas raises many parser-specific types
+        raise InputError(f"{p}: cannot read as a table ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in (key_col, value_col) if c not in df.columns]
+    if missing:
+        raise InputError(f"{p}: missing column(s) {missing}; columns are {list(df.columns)}")
+    return df
+
+
+def _join_predictions(args: argparse.Namespace):
+    """Inner join of predictions and MOS on their key columns; returns (pred, mos, extra info)."""
+    import numpy as np
+    import pandas as pd
+
+    pred_key = args.pred_key_col or args.key_col
+    mos_key = args.mos_key_col or args.key_col
+    preds = read_table(args.predictions, pred_key, args.pred_col)
+    mos = read_table(args.mos, mos_key, args.mos_col)
+
+    def keyed(df: "pd.DataFrame", key: str, value: str, source: str) -> "pd.DataFrame":
+        keys = df[key].astype(str)
+        if args.basename:
+            keys = keys.map(lambda s: Path(s.replace("\\", "/")).name)
+        out = pd.DataFrame({"key": keys, value: pd.to_numeric(df[value], errors="coerce")})
+        dup = out["key"][out["key"].duplicated()]
+        if len(dup):
+            raise InputError(f"{source}: {len(dup)} duplicate key(s) in column '{key}', e.g. {dup.iloc[:3].tolist()}")
+        return out
+
+    left = keyed(preds, pred_key, args.pred_col, args.predictions)
+    right = keyed(mos, mos_key, args.mos_col, args.mos)
+    bad_mos = right[args.mos_col].isna()
+    if bad_mos.any():
+        raise InputError(f"{args.mos}: {int(bad_mos.sum())} non-numeric/missing value(s) in column '{args.mos_col}'")
+    merged = left.merge(right, on="key", how="inner", suffixes=("_pred", "_mos"))
+    pred_name = args.pred_col if args.pred_col != args.mos_col else f"{args.pred_col}_pred"
+    mos_name = args.mos_col if args.pred_col != args.mos_col else f"{args.mos_col}_mos"
+    missing_pred = merged[pred_name].isna()
+    extra: dict[str, Any] = {
+        "n_unmatched_predictions": int(len(left) - len(merged)),
+        "n_unmatched_mos": int(len(right) - len(merged)),
+        "n_missing_predictions": int(missing_pred.sum()),
+        "predictions_file": str(args.predictions),
+        "mos_file": str(args.mos),
+    }
+    merged = merged[~missing_pred]
+    if len(merged) == 0:
+        raise InputError(
+            f"no keys in common between {args.predictions} ('{pred_key}') and {args.mos} ('{mos_key}')"
+            + ("" if args.basename else "; try --basename if one side holds paths")
+        )
+    return merged[pred_name].to_numpy(np.float64), merged[mos_name].to_numpy(np.float64), extra
+
+
+def _evaluate_iqa(args: argparse.Namespace) -> int:
+    from .report import write_iqa_report
+
+    pred, mos, extra = _join_predictions(args)
+    for name in ("n_unmatched_predictions", "n_unmatched_mos", "n_missing_predictions"):
+        if extra[name]:
+            print(f"warning: {name.replace('_', ' ')}: {extra[name]}", file=sys.stderr)
+    table, paths = write_iqa_report(pred, mos, args.output_dir, extra=extra, title=args.title)
+    print(
+        f"n={table['n']} SRCC={table['srcc']:.4f} KRCC={table['krcc']:.4f} "
+        f"PLCC={table['plcc_fitted']:.4f} (raw {table['plcc_raw']:.4f}) RMSE={table['rmse_fitted']:.4f}"
+    )
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
+def _load_npy(path: str | Path, what: str):
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} {p}: no such file")
+    try:
+        return np.load(p, allow_pickle=False)  # never unpickle files we did not write
+    except ValueError as exc:
+        raise InputError(f"{what} {p}: cannot load without pickle ({exc}); save a plain numeric/str array") from None
+    except OSError as exc:
+        raise InputError(f"{what} {p}: not a readable .npy file ({exc})") from None
+
+
+def load_column(path: str | Path, column: str, what: str):
+    """A 1-D array from ``.npy`` or a column of a ``.csv``/``.tsv``/``.parquet`` table."""
+    import numpy as np
+    import pandas as pd
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        arr = _load_npy(p, what)
+    elif suffix in (".csv", ".tsv", ".parquet"):
+        if not p.is_file():
+            raise InputError(f"{what} {p}: no such file")
+        try:
+            df = pd.read_parquet(p) if suffix == ".parquet" else pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+        except Exception as exc:
+            raise InputError(f"{what} {p}: cannot read ({type(exc).__name__}: {exc})") from None
+        if column not in df.columns:
+            raise InputError(f"{what} {p}: no column '{column}'; columns are {list(df.columns)}")
+        arr = df[column].to_numpy()
+    else:
+        raise InputError(f"{what} {p}: unsupported file type '{suffix}' (use .npy, .csv, .tsv or .parquet)")
+    arr = np.asarray(arr)
+    if arr.ndim != 1:
+        if arr.ndim == 2 and 1 in arr.shape:
+            arr = arr.reshape(-1)
+        else:
+            raise InputError(f"{what} {p}: expected a 1-D array, got shape {arr.shape}")
+    return arr
+
+
+def _parse_quality(spec: str, default_col: str) -> tuple[str, str, str]:
+    """``NAME=FILE`` or ``NAME=TABLE:COLUMN`` -> (name, path, column)."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise InputError(f"--quality expects NAME=FILE or NAME=TABLE:COLUMN, got '{spec}'")
+    head, colon, column = path.rpartition(":")
+    if colon and column and Path(head).suffix.lower() in (".csv", ".tsv", ".parquet"):
+        return name, head, column
+    return name, path, default_col
+
+
+def load_embeddings(path: str | Path, column: str):
+    """``(N, D)`` embeddings from ``.npy`` or a Parquet list column (as written by the embed job)."""
+    import numpy as np
+
+    p = Path(path)
+    if p.suffix.lower() != ".parquet":
+        emb = _load_npy(p, "embeddings")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not p.is_file():
+            raise InputError(f"embeddings {p}: no such file")
+        try:
+            table = pq.read_table(p, columns=[column])
+        except Exception as exc:
+            raise InputError(f"embeddings {p}: cannot read column '{column}' ({type(exc).__name__}: {exc})") from None
+        arr = table.column(column).combine_chunks()
+        if arr.null_count:
+            raise InputError(f"embeddings {p}: column '{column}' has {arr.null_count} null rows")
+        if pa.types.is_fixed_size_list(arr.type):
+            dim = arr.type.list_size
+        elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+            lengths = np.unique(arr.value_lengths().to_numpy())
+            if lengths.size != 1:
+                raise InputError(f"embeddings {p}: rows of column '{column}' have different lengths {lengths[:5].tolist()}")
+            dim = int(lengths[0])
+        else:
+            raise InputError(f"embeddings {p}: column '{column}' is {arr.type}, not a list of numbers")
+        emb = arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), dim)
+    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
+        raise InputError(f"embeddings {path}: expected a numeric (N, D) array, got {emb.dtype} {emb.shape}")
+    return emb
+
+
+def _evaluate_fiqa(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .report import evaluate_fiqa
+
+    emb = load_embeddings(args.embeddings, args.embedding_col)
+    identities_file = args.identities or args.embeddings
+    if Path(identities_file).suffix.lower() == ".npy" and not args.identities:
+        raise InputError("--identities is required when --embeddings is a .npy file")
+    identities = load_column(identities_file, args.identity_col, "identities")
+    qualities = {}
+    for spec in args.quality:
+        name, path, column = _parse_quality(spec, args.quality_col)
+        if name in qualities:
+            raise InputError(f"--quality name '{name}' given twice")
+        q = load_column(path, column, f"quality '{name}'")
+        try:
+            qualities[name] = q.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"quality '{name}' {path}: values are not numeric") from None
+    report = evaluate_fiqa(
+        emb,
+        identities,
+        qualities,
+        fmr_targets=args.fmr or [1e-3, 1e-2, 1e-4],
+        start_fnmrs=args.fnmr or [0.1],
+        discard_limit=args.discard_limit,
+        max_impostors=args.max_impostors or None,
+        seed=args.seed,
+        include_fm_edc=args.fm_edc,
+        nan_quality=args.nan_quality,
+        invalid_embeddings="raise" if args.strict_embeddings else "drop",
+    )
+    paths = report.write(args.output_dir, title=args.title)
+    for row in report.rows():
+        print(
+            f"{row['kind'].upper()}-EDC {row['threshold_id']:<11} {row['method']:<24} pAUC={row['pauc']:.4f} "
+            f"minus-ideal={row['pauc_minus_ideal']:.4f} e0={row['e0']:.4f} pairs={row['n_pairs']}"
+        )
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
+def _guarded(handler):
+    """Turn input problems into a one-line error and exit code 2 instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (InputError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate in (0, 1), got {text}")
+    return value
+
+
+def _limit(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a discard fraction in [0, 1], got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``evaluate-iqa`` and ``evaluate-fiqa`` to the ``hf-fiqa`` command."""
+    iqa = subparsers.add_parser(
+        "evaluate-iqa",
+        help="correlate predicted image quality with MOS (SRCC/KRCC/PLCC/RMSE + scatter plot)",
+        description="Join predictions and MOS on a key column, then write correlation.json/.md and scatter.png.",
+    )
+    iqa.add_argument("--predictions", required=True, help="predictions table (.csv/.tsv/.parquet, or headerless .txt)")
+    iqa.add_argument("--mos", required=True, help="MOS table, e.g. koniq10k_distributions_sets.csv or a MANIQA label .txt")
+    iqa.add_argument("--pred-col", default="score", help="prediction column (default: score)")
+    iqa.add_argument("--mos-col", default="MOS", help="MOS column (default: MOS)")
+    iqa.add_argument("--key-col", default="image_name", help="join column in both tables (default: image_name)")
+    iqa.add_argument("--pred-key-col", help="join column of the predictions, if named differently")
+    iqa.add_argument("--mos-key-col", help="join column of the MOS table, if named differently")
+    iqa.add_argument("--basename", action="store_true", help="join on file base names (when one side holds paths)")
+    iqa.add_argument("--title", help="title for the scatter plot")
+    iqa.add_argument("--output-dir", required=True, type=Path)
+    iqa.set_defaults(func=_guarded(_evaluate_iqa))
+
+    fiqa = subparsers.add_parser(
+        "evaluate-fiqa",
+        help="EDC/pAUC of face-quality methods from recognition embeddings (ISO/IEC 29794-1)",
+        description=(
+            "Build genuine and impostor pairs from identity labels, fix thresholds from target FMRs and a "
+            "starting FNMR, and write one EDC PNG per threshold plus pauc.json/pauc.md."
+        ),
+    )
+    fiqa.add_argument(
+        "--embeddings", required=True,
+        help=".npy (N, D) recognition embeddings, or a .parquet with a list column (see --embedding-col)",
+    )
+    fiqa.add_argument("--embedding-col", default="embedding", help="embedding column of a .parquet (default: embedding)")
+    fiqa.add_argument(
+        "--identities",
+        help=".npy labels, or .csv/.tsv/.parquet with --identity-col (default: the --embeddings table)",
+    )
+    fiqa.add_argument("--identity-col", default="identity", help="identity column in a table (default: identity)")
+    fiqa.add_argument(
+        "--quality", action="append", required=True, metavar="NAME=FILE[:COLUMN]",
+        help="per-sample qualities of one method: .npy, or a table column (FILE:COLUMN, default column "
+        "--quality-col), rows in embedding order; repeat for several",
+    )
+    fiqa.add_argument("--quality-col", default="quality", help="quality column in table files (default: quality)")
+    fiqa.add_argument(
+        "--fmr", action="append", type=_rate,
+        help="target FMR for a threshold (repeatable; default 1e-3, plus 1e-2 and 1e-4 when enough impostors)",
+    )
+    fiqa.add_argument("--fnmr", action="append", type=_rate, help="starting FNMR for a threshold (repeatable; default 0.1)")
+    fiqa.add_argument("--discard-limit", type=_limit, default=0.2, help="pAUC discard limit L (default 0.2)")
+    fiqa.add_argument(
+        "--max-impostors", type=int, default=1_000_000,
+        help="sample at most this many impostor pairs (default 1,000,000; 0 = use all)",
+    )
+    fiqa.add_argument("--seed", type=int, default=0, help="seed for impostor sampling")
+    fiqa.add_argument("--fm-edc", action="store_true", help="also write FM-EDCs over impostor pairs")
+    fiqa.add_argument(
+        "--nan-quality", choices=["lowest", "raise"], default="lowest",
+        help="NaN quality (method could not score a sample): treat as lowest, or fail",
+    )
+    fiqa.add_argument(
+        "--strict-embeddings", action="store_true",
+        help="fail on NaN/all-zero embedding rows instead of dropping those samples",
+    )
+    fiqa.add_argument("--title", help="text appended to plot titles")
+    fiqa.add_argument("--output-dir", required=True, type=Path)
+    fiqa.set_defaults(func=_guarded(_evaluate_fiqa))

@@ -1,0 +1,113 @@
+"""PNG figures for evaluation reports (EDC curves, IQA scatter plots).
+
+Figures are drawn on :class:`matplotlib.figure.Figure` with the Agg canvas rather than through
+``pyplot``, so plotting works headless and never changes a caller's global backend or state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .edc import EDCResult
+
+
+def _new_figure(width: float = 6.4, height: float = 4.8):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _step_points(x: np.ndarray, y: np.ndarray, x_max: float, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a step curve on a fine grid when it has more points than pixels.
+
+    A curve over millions of distinct qualities would take matplotlib seconds to draw; sampling
+    the step function (value of the last point at or before each grid x) looks identical.
+    """
+    if x.shape[0] <= max_points:
+        return x, y
+    grid = np.linspace(0.0, x_max, max_points)
+    idx = np.searchsorted(x, grid, side="right") - 1
+    return grid, y[np.clip(idx, 0, y.shape[0] - 1)]
+
+
+def plot_edc(
+    curves: Mapping[str, EDCResult],
+    path: str | Path,
+    title: str | None = None,
+    x_max: float | None = None,
+) -> Path:
+    """Draw several methods' EDCs (same threshold) in one PNG.
+
+    x: fraction of comparisons discarded, y: error rate (FNMR for FNM-EDCs). The legend carries
+    each method's pAUC up to the discard limit, which is marked with a dotted vertical line; the
+    dashed line is the ideal ``max(0, e0 - x)`` whose area ``pauc_minus_ideal`` subtracts.
+    """
+    if not curves:
+        raise ValueError("no EDC curves to plot")
+    first = next(iter(curves.values()))
+    limit = first.discard_limit
+    if x_max is None:
+        x_max = min(1.0, max(0.5, 2.0 * limit))
+    fig = _new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    for name, res in curves.items():
+        xs_, ys_ = _step_points(res.discard_fractions, res.errors, x_max)
+        ax.step(
+            xs_,
+            ys_,
+            where="post",
+            linewidth=1.4,
+            label=f"{name} (pAUC {res.pauc:.4f}, -ideal {res.pauc_minus_ideal:.4f})",
+        )
+    xs = np.linspace(0.0, x_max, 200)
+    ax.plot(xs, np.maximum(0.0, first.e0 - xs), "k--", linewidth=1.0, label=f"ideal (e0 {first.e0:.4f})")
+    ax.axvline(limit, color="grey", linestyle=":", linewidth=1.0)
+    error_name = "FNMR" if first.kind == "fnm" else "FMR"
+    ax.set_xlabel("fraction of comparisons discarded (lowest quality first)")
+    ax.set_ylabel(error_name)
+    ax.set_xlim(0.0, x_max)
+    # Scale to what is visible: near x = 1 few comparisons remain and the error jumps around.
+    y_top = max(float(r.errors[r.discard_fractions <= x_max].max()) for r in curves.values())
+    ax.set_ylim(0.0, max(1e-6, y_top) * 1.05)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    subtitle = f"{first.n_pairs} pairs, threshold {first.threshold:.4f}, L={limit:g}"
+    ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def plot_scatter(pred: Any, mos: Any, table: Mapping[str, Any], path: str | Path, title: str | None = None) -> Path:
+    """Predictions against MOS with the fitted mapping from :func:`correlation_table` drawn on top."""
+    from .correlation import logistic4
+
+    x = np.asarray(pred, dtype=np.float64)
+    y = np.asarray(mos, dtype=np.float64)
+    fig = _new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(x, y, s=6, alpha=0.4, linewidths=0)
+    params = table.get("fit_params")
+    if params is not None and np.ptp(x) > 0:
+        xs = np.linspace(x.min(), x.max(), 200)
+        ys = logistic4(xs, *params) if table.get("fit") == "logistic4" else np.polyval(params, xs)
+        ax.plot(xs, ys, "r-", linewidth=1.2, label=f"{table.get('fit')} fit")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("MOS")
+    stats = f"n={table['n']}  SRCC {table['srcc']:.4f}  PLCC {table['plcc_fitted']:.4f}  KRCC {table['krcc']:.4f}"
+    ax.set_title(f"{title}\n{stats}" if title else stats, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
