@@ -1,0 +1,97 @@
+"""Configuration of MobileFaceNet (Chen et al., 2018), the ~1M-parameter face embedder.
+
+Copied next to saved weights for ``trust_remote_code=True`` loading: standard library and
+``transformers`` imports only.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from transformers import PretrainedConfig
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _channel_triple(name: str, value: Sequence[float], positive: bool) -> list[float]:
+    try:
+        items = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 3 numbers (one per channel), got {value!r}") from None
+    if len(items) != 3 or (positive and any(v <= 0 for v in items)):
+        kind = "positive numbers" if positive else "numbers"
+        raise ValueError(f"{name} must be 3 {kind} (one per channel), got {list(value)!r}")
+    return items
+
+
+class MobileFaceNetConfig(PretrainedConfig):
+    """Shape and input convention of a MobileFaceNet.
+
+    The layout is the paper's Table 1 (the one TFace/SDD-FIQA and most PyTorch face repos use):
+    conv3x3/2 (stem_width) -> depthwise conv3x3 -> 3 stages, each a stride-2 inverted bottleneck
+    followed by ``blocks[i]`` residual bottlenecks -> 1x1 conv to ``sep_width`` -> global
+    depthwise conv (GDC, kernel = feature map) -> Linear -> BatchNorm1d.
+
+    Args:
+        embedding_size: 512 by default (TFace / SDD-FIQA / insightface practice, ~1.2M parameters);
+            the paper's original is 128 (~1.0M parameters).
+        blocks: residual bottlenecks after each of the 3 stride-2 bottlenecks; the paper's (4, 6, 2).
+        stem_width: channels of the stem and first stage (64).
+        stage_width: channels of stages 2 and 3 (128).
+        sep_width: channels of the 1x1 expansion before the GDC (512).
+        image_size: side of the square aligned input; a multiple of 16 (112 in practice).
+        bn_eps: BatchNorm epsilon.
+        image_mean, image_std, channel_order: ``pixel_values = (x / 255 - mean) / std`` in
+            ``channel_order``; ArcFace convention (0.5, 0.5, RGB) by default.
+    """
+
+    model_type = "mobilefacenet"
+
+    def __init__(
+        self,
+        embedding_size: int = 512,
+        blocks: Sequence[int] = (4, 6, 2),
+        stem_width: int = 64,
+        stage_width: int = 128,
+        sep_width: int = 512,
+        image_size: int = 112,
+        num_channels: int = 3,
+        bn_eps: float = 1e-5,
+        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+        image_std: Sequence[float] = (0.5, 0.5, 0.5),
+        channel_order: str = "RGB",
+        **kwargs,
+    ):
+        self.embedding_size = _positive_int("embedding_size", embedding_size)
+        try:
+            blocks = list(blocks)
+        except TypeError:
+            raise ValueError(f"blocks must be 3 non-negative integers, got {blocks!r}") from None
+        if len(blocks) != 3 or any(isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in blocks):
+            raise ValueError(f"blocks must be 3 non-negative integers, got {blocks!r}")
+        self.blocks = blocks
+        self.stem_width = _positive_int("stem_width", stem_width)
+        self.stage_width = _positive_int("stage_width", stage_width)
+        self.sep_width = _positive_int("sep_width", sep_width)
+        self.image_size = _positive_int("image_size", image_size)
+        if self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16 (4 stride-2 steps), got {image_size}")
+        self.num_channels = _positive_int("num_channels", num_channels)
+        if not float(bn_eps) > 0:
+            raise ValueError(f"bn_eps must be positive, got {bn_eps!r}")
+        self.bn_eps = float(bn_eps)
+        self.image_mean = _channel_triple("image_mean", image_mean, positive=False)
+        self.image_std = _channel_triple("image_std", image_std, positive=True)
+        if channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+        self.channel_order = channel_order
+        super().__init__(**kwargs)
+
+    @property
+    def feature_map_size(self) -> int:
+        """Side of the map the GDC pools (7 for 112x112 input)."""
+        return self.image_size // 16

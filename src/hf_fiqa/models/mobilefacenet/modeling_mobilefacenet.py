@@ -1,0 +1,182 @@
+"""MobileFaceNet (Chen et al., 2018) as a transformers model.
+
+Layout of the paper's Table 1 for 112x112 input (channels with the default config)::
+
+    conv3x3/2 64 -> depthwise conv3x3 64                      56x56
+    bottleneck(t=2)/2 64,  then blocks[0]=4 x bottleneck(t=2)  28x28
+    bottleneck(t=4)/2 128, then blocks[1]=6 x bottleneck(t=2)  14x14
+    bottleneck(t=4)/2 128, then blocks[2]=2 x bottleneck(t=2)   7x7
+    conv1x1 512 -> linear GDConv7x7 512 -> Linear 512->E -> BatchNorm1d
+
+where a bottleneck is expand 1x1 + BN + PReLU, depthwise 3x3 + BN + PReLU, project 1x1 + BN,
+with an identity shortcut when stride is 1 (the expansion t is relative to the block's input).
+
+Copied next to saved weights for ``trust_remote_code=True`` loading, so it imports only
+``torch``, ``transformers``, ``numpy`` and its sibling configuration file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_mobilefacenet import MobileFaceNetConfig
+
+
+@dataclass
+class MobileFaceNetOutput(ModelOutput):
+    """Output of :class:`MobileFaceNetModel`.
+
+    Args:
+        loss: margin-head loss, present when ``labels`` and a ``margin_head`` were passed.
+        logits: the margin head's class logits (without margin), present with a ``margin_head``.
+        embeddings: ``(B, embedding_size)`` raw embeddings, NOT L2-normalised.
+        norms: ``(B,)`` L2 norm of each embedding.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    norms: torch.Tensor | None = None
+
+
+class ConvBN(nn.Sequential):
+    """Bias-free convolution + BatchNorm, with PReLU unless it is a linear (projection) layer."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True, eps: float = 1e-5
+    ):
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2 if kernel == 3 else 0, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch, eps=eps),
+        ]
+        if act:
+            layers.append(nn.PReLU(out_ch))
+        super().__init__(*layers)
+
+
+class Bottleneck(nn.Module):
+    """Inverted residual: expand 1x1 -> depthwise 3x3 (stride) -> linear project 1x1 (+ shortcut)."""
+
+    def __init__(self, in_ch: int, out_ch: int, hidden: int, stride: int, eps: float):
+        super().__init__()
+        self.expand = ConvBN(in_ch, hidden, 1, eps=eps)
+        self.depthwise = ConvBN(hidden, hidden, 3, stride=stride, groups=hidden, eps=eps)
+        self.project = ConvBN(hidden, out_ch, 1, act=False, eps=eps)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.depthwise(self.expand(x)))
+        return x + out if self.residual else out
+
+
+class MobileFaceNetPreTrainedModel(PreTrainedModel):
+    config_class = MobileFaceNetConfig
+    base_model_prefix = "mobilefacenet"
+    main_input_name = "pixel_values"
+    _no_split_modules = ["Bottleneck"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """From-scratch initialisation; ``torch.nn.init`` so transformers 5 skips loaded tensors."""
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1.0 / math.sqrt(module.in_features)
+                nn.init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            if module.running_mean is not None:
+                nn.init.zeros_(module.running_mean)
+                nn.init.ones_(module.running_var)
+                nn.init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, nn.PReLU):
+            nn.init.constant_(module.weight, 0.25)
+
+    def normalize_images(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 RGB ``(B, S, S, 3)`` -> ``pixel_values`` with this checkpoint's order, mean and std."""
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        size = self.config.image_size
+        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != size or x.shape[2] != size:
+            raise ValueError(f"expected uint8 RGB images of shape (B, {size}, {size}, 3), got {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 pixels, got {x.dtype}")
+        x = x.to(device=self.device).permute(0, 3, 1, 2).float().contiguous().div_(255.0)
+        if self.config.channel_order == "BGR":
+            x = x.flip(1)
+        mean = torch.tensor(self.config.image_mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.image_std, device=self.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
+    """MobileFaceNet mapping an aligned face to a raw (unnormalised) embedding."""
+
+    def __init__(self, config: MobileFaceNetConfig):
+        super().__init__(config)
+        eps, c1, c2, c3 = config.bn_eps, config.stem_width, config.stage_width, config.sep_width
+        self.stem = ConvBN(config.num_channels, c1, 3, stride=2, eps=eps)
+        self.stem_dw = ConvBN(c1, c1, 3, groups=c1, eps=eps)
+        # (input, output, expansion of the stride-2 entry block) per stage; residual blocks expand x2.
+        plan = [(c1, c1, 2), (c1, c2, 4), (c2, c2, 4)]
+        stages = []
+        for (in_ch, out_ch, entry_t), repeats in zip(plan, config.blocks):
+            blocks = [Bottleneck(in_ch, out_ch, in_ch * entry_t, 2, eps)]
+            blocks += [Bottleneck(out_ch, out_ch, out_ch * 2, 1, eps) for _ in range(repeats)]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.sep = ConvBN(c2, c3, 1, eps=eps)
+        # Global depthwise convolution: one learned 7x7 spatial weighting per channel instead of
+        # average pooling, because face crops are aligned and the centre matters more than corners.
+        self.gdc = ConvBN(c3, c3, config.feature_map_size, groups=c3, act=False, eps=eps)
+        self.fc = nn.Linear(c3, config.embedding_size, bias=False)
+        self.features = nn.BatchNorm1d(config.embedding_size, eps=eps)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        margin_head: Callable[..., Any] | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> MobileFaceNetOutput | tuple:
+        """Embed ``pixel_values`` ``(B, 3, S, S)`` normalised as the config says (see ``normalize_images``).
+
+        ``margin_head`` (e.g. ``ArcFaceHead``/``MagFaceHead``: a callable ``(embeddings, labels)``
+        returning an object with ``loss`` and ``logits``) adds training outputs.
+        """
+        if labels is not None and margin_head is None:
+            raise ValueError("labels were given but no margin_head: pass e.g. ArcFaceHead/MagFaceHead to compute a loss")
+        size = self.config.image_size
+        if pixel_values.ndim != 4 or pixel_values.shape[-2:] != (size, size):
+            raise ValueError(f"pixel_values must be (B, {self.config.num_channels}, {size}, {size}), got {tuple(pixel_values.shape)}")
+        # NCHW-contiguous: images permuted from HWC arrive channels-last, and on CPU (torch 2.15)
+        # the backward of a strided 1x1 convolution on channels-last input crashes the process.
+        pixel_values = pixel_values.contiguous()
+        x = self.stem_dw(self.stem(pixel_values))
+        for stage in self.stages:
+            x = stage(x)
+        x = torch.flatten(self.gdc(self.sep(x)), 1)
+        embeddings = self.features(self.fc(x))
+        norms = torch.linalg.vector_norm(embeddings, dim=1)
+        loss = logits = None
+        if margin_head is not None:
+            head_out = margin_head(embeddings, labels)
+            loss, logits = getattr(head_out, "loss", None), getattr(head_out, "logits", None)
+        return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
+        output = MobileFaceNetOutput(loss=loss, logits=logits, embeddings=embeddings, norms=norms)
+        return output if return_dict else output.to_tuple()
