@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)
 class DetectedFace:
     """One face found in a photo, in that photo's pixel coordinates (after EXIF rotation).
 
@@ -25,7 +25,7 @@ class DetectedFace:
         return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
 
 
-@dataclass
+@dataclass(eq=False)
 class AlignedFace:
     """A face warped onto the ArcFace 5-point template at ``crop.shape[0]`` pixels.
 
