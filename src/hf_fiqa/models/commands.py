@@ -36,7 +36,20 @@ def _maniqa_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _musiq_arguments(parser: argparse.ArgumentParser) -> None:
+    from .musiq.convert_musiq import add_cli_arguments
+
+    add_cli_arguments(parser)
+
+
+def _musiq_run(args: argparse.Namespace) -> int:
+    from .musiq.convert_musiq import run_cli
+
+    return run_cli(args)
+
+
 CONVERTERS["maniqa"] = (_maniqa_arguments, _maniqa_run)
+CONVERTERS["musiq"] = (_musiq_arguments, _musiq_run)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models = parser.add_subparsers(dest="model", required=True)
     for name, (add_arguments, run) in CONVERTERS.items():
         sub = models.add_parser(name, help=f"{name} checkpoint in the official key layout")
-        sub.add_argument("src", help="checkpoint file (.pth/.pt/.bin/.safetensors; read with weights_only=True)")
+        sub.add_argument("src", help="checkpoint file (.pth/.pt/.bin/.safetensors read with weights_only=True; MUSIQ: official .npz)")
         sub.add_argument("dst", help="output folder (save_pretrained layout)")
         add_arguments(sub)
         sub.set_defaults(func=run)

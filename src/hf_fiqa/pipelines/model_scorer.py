@@ -44,11 +44,14 @@ class ImageQualityModelScorer:
         if len(images) == 0:
             return np.zeros(0, dtype=np.float64)
         batch = self.image_processor(list(images), return_tensors="pt")
-        pixels, owners = batch["pixel_values"], batch["crop_to_image"]
+        owners = batch["crop_to_image"]
+        # Everything else the processor returns is model input (MUSIQ adds positions, scale ids and a mask).
+        inputs = {k: v for k, v in batch.items() if k != "crop_to_image"}
         view_scores = []
-        for start in range(0, len(pixels), self.batch_size):
-            chunk = pixels[start:start + self.batch_size].to(self.device, self.dtype)
-            view_scores.append(self.model(pixel_values=chunk).score.float().cpu())
+        for start in range(0, len(owners), self.batch_size):
+            chunk = {k: v[start:start + self.batch_size].to(self.device, self.dtype if v.is_floating_point() else None)
+                     for k, v in inputs.items()}
+            view_scores.append(self.model(**chunk).score.float().cpu())
         scores = torch.cat(view_scores)
         if scores.ndim > 1:  # several outputs: the first is the quality
             scores = scores[:, 0]

@@ -1,0 +1,163 @@
+"""Configuration of MUSIQ (Ke et al., ICCV 2021): multi-scale 32x32 patches -> ResNet stem -> Transformer -> [CLS].
+
+The defaults are the released model (google-research/musiq ``run_predict_image.py``): a 5-layer ResNet stem per
+patch (7x7/2 root conv, 3x3/2 max-pool, one bottleneck unit of width 64 -> 256 channels, GroupNorm and
+weight-standardised convolutions), an 8x8x256 -> 384 linear embedding, 14 pre-norm Transformer layers of width
+384 with 6 heads and MLP 1152, a learned 10x10 hash-based spatial embedding, a learned embedding for each of
+the 3 scales (224, 384, full resolution), a [CLS] token, and no dropout.
+
+Every geometric constraint is checked here, when the config is built, so a bad config fails with the name of
+the field instead of a shape error deep inside ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from transformers import PretrainedConfig
+
+HEADS = ("score", "distribution")
+SCORE_LOSSES = ("mse", "l1", "smooth_l1")
+
+
+class MUSIQConfig(PretrainedConfig):
+    r"""
+    Args:
+        patch_size (`int`): side of the square patches cut from every scale (32 in the paper).
+        stem_width (`int`): channels of the stem's root convolution; bottleneck stage ``i`` has width
+            ``stem_width * 2**i`` and outputs 4x that.
+        stem_blocks (`Sequence[int]`): bottleneck units per stem stage. ``(1,)`` is the paper's "ResNet-5"
+            stem (one stage, one unit); ``()`` keeps only the root conv + pool. Every stage after the first
+            halves the resolution.
+        stem_num_groups (`int`): GroupNorm groups in the stem (32, as in the official ResNet).
+        hidden_size / num_hidden_layers / num_attention_heads / intermediate_size: Transformer width, depth,
+            heads and MLP width (384, 14, 6, 1152).
+        spatial_grid_size (`int`): side G of the learned G x G hash-based spatial embedding table.
+        num_scales (`int`): rows of the scale embedding table; must match the image processor's scales
+            (2 resized scales + full resolution = 3).
+        use_scale_embedding (`bool`): add the learned per-scale embedding to every patch token.
+        hidden_dropout (`float`): dropout on the token embeddings, after attention and in the MLP.
+        attention_dropout (`float`): dropout on the attention weights.
+        drop_path (`float`): layer-drop probability of the last layer, rising linearly from 0 at the first.
+        layer_norm_eps (`float`): LayerNorm epsilon (1e-6, flax's default, which the checkpoints used).
+        head (`str`): "score" regresses one quality value (KonIQ, SPAQ); "distribution" predicts ``num_bins``
+            logits whose softmax is a score histogram (AVA), and ``score`` is its expected value on 1..num_bins.
+        num_bins (`int`): histogram bins of the distribution head.
+        loss_type (`str`, *optional*): "mse" (default), "l1" or "smooth_l1" for the score head; the
+            distribution head always uses the EMD loss (r = 2), written "emd".
+    """
+
+    model_type = "musiq"
+
+    def __init__(
+        self,
+        patch_size: int = 32,
+        stem_width: int = 64,
+        stem_blocks: Sequence[int] = (1,),
+        stem_num_groups: int = 32,
+        hidden_size: int = 384,
+        num_hidden_layers: int = 14,
+        num_attention_heads: int = 6,
+        intermediate_size: int = 1152,
+        spatial_grid_size: int = 10,
+        num_scales: int = 3,
+        use_scale_embedding: bool = True,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        layer_norm_eps: float = 1e-6,
+        head: str = "score",
+        num_bins: int = 10,
+        loss_type: Optional[str] = None,
+        **kwargs: Any,
+    ):
+        self.patch_size = int(patch_size)
+        self.stem_width = int(stem_width)
+        self.stem_blocks = [int(b) for b in stem_blocks]
+        self.stem_num_groups = int(stem_num_groups)
+        self.hidden_size = int(hidden_size)
+        self.num_hidden_layers = int(num_hidden_layers)
+        self.num_attention_heads = int(num_attention_heads)
+        self.intermediate_size = int(intermediate_size)
+        self.spatial_grid_size = int(spatial_grid_size)
+        self.num_scales = int(num_scales)
+        self.use_scale_embedding = bool(use_scale_embedding)
+        self.hidden_dropout = float(hidden_dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.drop_path = float(drop_path)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.head = str(head)
+        self.num_bins = int(num_bins)
+        if loss_type is None:
+            loss_type = "emd" if self.head == "distribution" else "mse"
+        self.loss_type = str(loss_type)
+        self._validate()
+        super().__init__(**kwargs)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "MUSIQConfig":
+        """A ~100k-parameter MUSIQ (16x16 patches, 2 layers x 32 wide, 4x4 hash grid) for tests and smoke runs."""
+        values: dict[str, Any] = dict(
+            patch_size=16, stem_width=16, stem_blocks=(1,), stem_num_groups=8, hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=64, spatial_grid_size=4, num_scales=3,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    # -- derived geometry ---------------------------------------------------------------------------------------
+    @property
+    def stem_stride(self) -> int:
+        """Total downsampling of the stem: 4 (root conv + pool), times 2 for every stage after the first."""
+        return 4 * 2 ** max(len(self.stem_blocks) - 1, 0)
+
+    @property
+    def stem_channels(self) -> int:
+        """Channels of the stem output (256 for the paper's stem)."""
+        if not self.stem_blocks:
+            return self.stem_width
+        return self.stem_width * 2 ** (len(self.stem_blocks) - 1) * 4
+
+    @property
+    def stem_features(self) -> int:
+        """Length of one flattened stem output, the input of the patch embedding (8 * 8 * 256 = 16384)."""
+        return self.stem_channels * (self.patch_size // self.stem_stride) ** 2
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the head: 1 for the score head, ``num_bins`` for the distribution head."""
+        return self.num_bins if self.head == "distribution" else 1
+
+    def _validate(self) -> None:
+        def fail(field: str, message: str) -> None:
+            raise ValueError(f"MUSIQConfig.{field}: {message}")
+
+        for field in ("patch_size", "stem_width", "stem_num_groups", "hidden_size", "num_hidden_layers",
+                      "num_attention_heads", "intermediate_size", "spatial_grid_size", "num_scales", "num_bins"):
+            if getattr(self, field) <= 0:
+                fail(field, f"must be positive, got {getattr(self, field)}")
+        if any(b <= 0 for b in self.stem_blocks):
+            fail("stem_blocks", f"every stage needs at least one unit, got {self.stem_blocks}")
+        if self.patch_size % self.stem_stride:
+            fail("patch_size", f"{self.patch_size} is not divisible by the stem's total stride {self.stem_stride} "
+                               f"({len(self.stem_blocks)} stem stages)")
+        widths = [self.stem_width] + [self.stem_width * 2 ** i for i in range(len(self.stem_blocks))]
+        widths += [w * 4 for w in widths[1:]]
+        bad = sorted({w for w in widths if w % self.stem_num_groups})
+        if bad:
+            fail("stem_num_groups", f"{self.stem_num_groups} groups do not divide stem widths {bad}")
+        if self.hidden_size % self.num_attention_heads:
+            fail("num_attention_heads", f"{self.num_attention_heads} does not divide hidden_size={self.hidden_size}")
+        if self.head not in HEADS:
+            fail("head", f"must be one of {HEADS}, got {self.head!r}")
+        if self.head == "distribution":
+            if self.num_bins < 2:
+                fail("num_bins", f"the distribution head needs at least 2 bins, got {self.num_bins}")
+            if self.loss_type != "emd":
+                fail("loss_type", f"the distribution head is trained with the EMD loss ('emd'), got {self.loss_type!r}")
+        elif self.loss_type not in SCORE_LOSSES:
+            fail("loss_type", f"must be one of {SCORE_LOSSES} for the score head, got {self.loss_type!r}")
+        for field in ("hidden_dropout", "attention_dropout", "drop_path"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                fail(field, f"must be in [0, 1), got {getattr(self, field)}")
+        if self.layer_norm_eps <= 0:
+            fail("layer_norm_eps", f"must be positive, got {self.layer_norm_eps}")
