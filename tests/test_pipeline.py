@@ -215,3 +215,32 @@ def test_video_cli(tiny_maniqa_dir, yunet_weights, video_file, tmp_path):
                      str(yunet_weights), "--every-n", "3", "--output", str(out), "--plot", str(png), "--quiet"])
     assert code == 0 and png.exists()
     assert [int(r["frame_index"]) for r in csv.DictReader(out.open())] == [0, 3, 6, 9]
+
+
+def test_evaluate_fiqa_scores_dataset_photos_with_methods(shared, yunet_weights, tiny_maniqa_dir, tmp_path):
+    """evaluate-fiqa --method: qualities of the photos behind the rows, aligned with the embeddings."""
+    import pandas as pd
+
+    from hf_fiqa.faces.detection import YuNetDetector
+    from hf_fiqa.pipelines.dataset_quality import score_largest_faces
+    from hf_fiqa.pipelines.model_scorer import load_quality_scorer
+
+    labels = pd.read_csv(shared / "data" / "celeba-wild-ids" / "labels.csv").head(24)
+    rows = labels.assign(row=range(len(labels)))
+    rows.loc[len(rows)] = {"path": "images/missing.jpg", "identity": rows["identity"].iloc[0], "row": len(rows)}
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(len(rows), 8)).astype(np.float32))
+    out = tmp_path / "report"
+    code = cli_main(["evaluate-fiqa", "--embeddings", str(tmp_path / "emb.npy"), "--identities", str(tmp_path / "rows.csv"),
+                     "--images-root", str(shared / "data" / "celeba-wild-ids"), "--method", "sharpness",
+                     "--method", f"maniqa={tiny_maniqa_dir}", "--detector-weights", str(yunet_weights),
+                     "--fnmr", "0.2", "--fmr", "0.1", "--output-dir", str(out)])
+    assert code == 0
+    table = json.loads((out / "pauc.json").read_text())
+    assert {"sharpness", "maniqa"} <= {row["method"] for row in table["results"]}
+    assert table["nan_qualities"] == {"sharpness": 1, "maniqa": 1}  # the missing photo
+    # The same qualities as scoring the photos directly; the missing photo is NaN.
+    paths = [str(shared / "data" / "celeba-wild-ids" / p) for p in rows["path"]]
+    direct = score_largest_faces(paths, {"sharpness": load_quality_scorer("sharpness")}, YuNetDetector(yunet_weights),
+                                 progress=False)["sharpness"]
+    assert np.isnan(direct[-1]) and np.isfinite(direct[:-1]).all()

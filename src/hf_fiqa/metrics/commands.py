@@ -220,6 +220,10 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
             qualities[name] = q.astype(np.float64)
         except (TypeError, ValueError):
             raise InputError(f"quality '{name}' {path}: values are not numeric") from None
+    if args.method:
+        qualities.update(_method_qualities(args, len(emb)))
+    if not qualities:
+        raise InputError("give at least one --quality or --method")
     report = evaluate_fiqa(
         emb,
         identities,
@@ -244,6 +248,27 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
     for p in paths.values():
         print(f"wrote {p}")
     return 0
+
+
+def _method_qualities(args: argparse.Namespace, n_rows: int) -> dict:
+    """Score the photos listed in the identities table (``path`` column) with each ``--method``."""
+    from ..faces.detection import YuNetDetector
+    from ..pipelines.dataset_quality import score_largest_faces
+    from ..pipelines.model_scorer import load_quality_scorer
+
+    table = args.identities or args.embeddings
+    paths = load_column(table, "path", "photo paths")
+    if len(paths) != n_rows:
+        raise InputError(f"{table} lists {len(paths)} photos but the embeddings have {n_rows} rows")
+    root = Path(args.images_root) if args.images_root else Path(table).parent
+    paths = [str(p) if Path(str(p)).is_absolute() else str(root / str(p)) for p in paths]
+    scorers = {}
+    for spec in args.method:
+        name, _, model = spec.partition("=")
+        if name in scorers:
+            raise InputError(f"--method name '{name}' given twice")
+        scorers[name] = load_quality_scorer(model or name, device=args.device)
+    return score_largest_faces(paths, scorers, YuNetDetector(args.detector_weights))
 
 
 def _guarded(handler):
@@ -311,11 +336,20 @@ def register(subparsers: Any) -> None:
     )
     fiqa.add_argument("--identity-col", default="identity", help="identity column in a table (default: identity)")
     fiqa.add_argument(
-        "--quality", action="append", required=True, metavar="NAME=FILE[:COLUMN]",
+        "--quality", action="append", default=[], metavar="NAME=FILE[:COLUMN]",
         help="per-sample qualities of one method: .npy, or a table column (FILE:COLUMN, default column "
         "--quality-col), rows in embedding order; repeat for several",
     )
     fiqa.add_argument("--quality-col", default="quality", help="quality column in table files (default: quality)")
+    fiqa.add_argument(
+        "--method", action="append", default=[], metavar="NAME[=MODEL]",
+        help="score the photos of the identities table (its 'path' column, e.g. rows.csv of hf-fiqa embed) with a "
+        "baseline (inter_eye_distance, face_size, detector_confidence, sharpness, random) or NAME=MODEL (a MANIQA/"
+        "MUSIQ folder, or a recognition model for MagFace magnitude); the largest face of each photo, as embed uses",
+    )
+    fiqa.add_argument("--images-root", help="folder the table's relative paths start from (default: the table's folder)")
+    fiqa.add_argument("--detector-weights", help="YuNet ONNX for --method (else $HF_FIQA_DETECTOR_WEIGHTS or the Hub)")
+    fiqa.add_argument("--device", default=None, help="cpu or cuda for --method models")
     fiqa.add_argument(
         "--fmr", action="append", type=_rate,
         help="target FMR for a threshold (repeatable; default 1e-3, plus 1e-2 and 1e-4 when enough impostors)",
