@@ -244,3 +244,16 @@ def test_evaluate_fiqa_scores_dataset_photos_with_methods(shared, yunet_weights,
     direct = score_largest_faces(paths, {"sharpness": load_quality_scorer("sharpness")}, YuNetDetector(yunet_weights),
                                  progress=False)["sharpness"]
     assert np.isnan(direct[-1]) and np.isfinite(direct[:-1]).all()
+
+
+def test_draw_faces_marks_every_face(pipe, photos):
+    from hf_fiqa.pipelines.annotate import draw_faces
+
+    image = Image.open(photos["couple"]).convert("RGB")
+    record = pipe(image)
+    drawn = np.asarray(draw_faces(image, record)).astype(int)
+    changed = np.abs(drawn - np.asarray(image).astype(int)).sum(-1) > 0
+    for face in record["faces"]:
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        assert changed[max(y1, 0):y2, max(x1, 0):x2].any()  # the box outline was drawn
+    assert draw_faces(image, {"faces": [], "reason": "no face detected"}).size == image.size
