@@ -187,3 +187,9 @@ def test_wrongly_typed_values_name_the_key():
         TrainConfig.from_file(TINY_IQA, ["batch_size=2.5"])
     with pytest.raises(ConfigError, match="optim.lr must be a number"):
         TrainConfig.from_file(TINY_IQA, ["optim.lr=fast"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "hub_configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_published_configs_use_only_known_keys(path):
+    config = TrainConfig.parse(path)
+    assert config.task in ("iqa", "fiqa", "recognition") and config.name == path.stem

@@ -109,6 +109,14 @@ class TrainConfig:
     # -- loading ----------------------------------------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | Path | None, overrides: list[str] | None = None) -> "TrainConfig":
+        """Load, apply overrides and check everything, including that the data exists."""
+        config = cls.parse(path, overrides)
+        config.validate()
+        return config
+
+    @classmethod
+    def parse(cls, path: str | Path | None, overrides: list[str] | None = None) -> "TrainConfig":
+        """Load and apply overrides, checking keys and types only."""
         raw: dict[str, Any] = {}
         if path is not None:
             path = Path(path)
@@ -125,9 +133,7 @@ class TrainConfig:
             if not sep or not key:
                 raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
             _set_dotted(raw, key.strip(), yaml.safe_load(value))
-        config = _build(cls, raw, "")
-        config.validate()
-        return config
+        return _build(cls, raw, "")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
