@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "hf_fiqa.pipelines.commands",
     "hf_fiqa.models.commands",
     "hf_fiqa.models.recognition_commands",
+    "hf_fiqa.labels.commands",
     "hf_fiqa.data.commands",
     "hf_fiqa.metrics.commands",
 ]
