@@ -110,14 +110,16 @@ def test_exported_model_scores_through_face_pipeline_in_fresh_process(iqa_run, s
 
 # -- multi-process and resume ---------------------------------------------------------------------------------------
 def test_two_process_cpu_run(shared, tmp_path):
+    """Two CPU processes over gloo (torchrun; accelerate picks the process group up from the environment)."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py"), "--config", str(TINY_IQA),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(REPO / "train.py"), "--config", str(TINY_IQA),
            f"data.root={_shared_root(shared, 'celeba-wild-ids')}", f"output_dir={out}", "data.limit=16",
            "max_steps=6", "eval_every=3", "save_every=3", "batch_size=4"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = _state(out)
+    assert state["num_processes"] == 2
     assert state["global_step"] == 6 and [h["step"] for h in state["history"]] == [3, 6]
     # Both processes' validation predictions are gathered: every validation example counted once.
     config = TrainConfig.from_file(TINY_IQA, [f"data.root={_shared_root(shared, 'celeba-wild-ids')}", "data.limit=16"])

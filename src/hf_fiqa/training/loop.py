@@ -92,6 +92,8 @@ def train(config: TrainConfig) -> dict:
     out = Path(config.output_dir)
     _check_output_dir(config, out)
     accelerator = Accelerator(
+        # Without a GPU, cpu=True makes accelerate join a torchrun/MPI process group over gloo (multi-CPU DDP).
+        cpu=not torch.cuda.is_available(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.trackers or None,
@@ -117,7 +119,8 @@ def train(config: TrainConfig) -> dict:
     model, optimizer, scheduler, val_loader = accelerator.prepare(model, optimizer, scheduler, val_loader)
 
     state = {"global_step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
-             "metric": task.primary_metric, "total_steps": total_steps, "history": []}
+             "metric": task.primary_metric, "total_steps": total_steps, "num_processes": accelerator.num_processes,
+             "history": []}
     if config.resume:
         checkpoint = latest_checkpoint(out) if config.resume == "latest" else Path(config.resume)
         if checkpoint is None:
@@ -125,6 +128,7 @@ def train(config: TrainConfig) -> dict:
         else:
             accelerator.load_state(str(checkpoint))
             state = json.loads((checkpoint / STATE_FILE).read_text())
+            state["num_processes"] = accelerator.num_processes
             accelerator.print(f"resumed from {checkpoint} at step {state['global_step']}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
