@@ -20,32 +20,50 @@ import resource
 import time
 
 
-def _case(impl: str, size: str, dtype_name: str, batch: int, repeats: int, device: str, threads: int, queue) -> None:
-    import torch
+def _config(size: str):
+    from hf_fiqa.models.maniqa import MANIQAConfig
 
-    from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment
+    return MANIQAConfig() if size == "full" else MANIQAConfig.tiny()
+
+
+def write_weights(size: str, path: str) -> None:
+    """Random official-layout weights, made once so that every case loads the same ones (and only its model)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from hf_fiqa.models.maniqa.reference_maniqa import ReferenceMANIQA
+
+    torch.manual_seed(0)
+    reference = ReferenceMANIQA(_config(size))
+    with torch.no_grad():
+        reference.fc_score[3].bias.fill_(0.5)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
+
+
+def _case(impl: str, size: str, weights: str, dtype_name: str, batch: int, repeats: int, device: str, threads: int,
+          queue) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from hf_fiqa.models.maniqa import MANIQAForImageQualityAssessment
     from hf_fiqa.models.maniqa.convert_maniqa import official_to_hf
     from hf_fiqa.models.maniqa.reference_maniqa import ReferenceMANIQA
 
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
-    config = MANIQAConfig() if size == "full" else MANIQAConfig.tiny()
-    torch.manual_seed(0)
-    reference = ReferenceMANIQA(config).eval()
-    with torch.no_grad():
-        reference.fc_score[3].bias.fill_(0.5)
+    config = _config(size)
     if impl == "hf-fiqa":
         model = MANIQAForImageQualityAssessment(config).eval()
-        model.load_state_dict(official_to_hf(reference.state_dict(), model))
-        del reference
+        model.load_state_dict(official_to_hf(load_file(weights), model))
         run = lambda x: model(x).score  # noqa: E731
         module = model
     else:
+        reference = ReferenceMANIQA(config).eval()
+        reference.load_state_dict(load_file(weights))
         run, module = reference, reference
     module.to(device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 3, config.image_size, config.image_size, generator=generator).to(device=device, dtype=dtype)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -64,7 +82,6 @@ def _case(impl: str, size: str, dtype_name: str, batch: int, repeats: int, devic
         "impl": impl, "size": size, "dtype": dtype_name, "batch": batch, "device": device,
         "seconds_per_batch": round(best, 4), "images_per_s": round(batch / best, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rss_growth_during_run_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024, 1),
         "scores": scores.float().cpu().tolist(),
     }
     if device == "cuda":
@@ -95,13 +112,18 @@ def main() -> None:
 
     import torch
 
+    import tempfile
+
     results = []
+    folder = tempfile.mkdtemp(prefix="bench_maniqa_")
     for size in args.sizes:
+        weights = f"{folder}/{size}.safetensors"
+        write_weights(size, weights)
         for dtype in args.dtypes:
             for batch in args.batches:
                 row = {}
                 for impl in args.impls:
-                    row[impl] = run_case(impl, size, dtype, batch, args.repeats, args.device, args.threads)
+                    row[impl] = run_case(impl, size, weights, dtype, batch, args.repeats, args.device, args.threads)
                     results.append(row[impl])
                 if len(row) == 2:
                     a, b = row["hf-fiqa"], row["official-structure"]
