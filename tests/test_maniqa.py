@@ -106,6 +106,28 @@ def test_same_numbers_as_official_structure(tiny_pair):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+def test_attention_in_chunks_gives_the_same_scores(tiny_pair, monkeypatch):
+    from hf_fiqa.models.maniqa import modeling_maniqa
+
+    model, _ = tiny_pair
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        whole = model(x).score
+        monkeypatch.setattr(modeling_maniqa, "_ATTENTION_ELEMENTS", 1)  # one sample per chunk
+        chunked = model(x).score
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+
+
+def test_folded_query_matches_separate_projections(tiny_pair):
+    """Inference folds q and k projections; with gradients on, the plain projections run: same scores."""
+    model, _ = tiny_pair
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        folded = model(x).score
+    plain = model(x).score.detach()
+    torch.testing.assert_close(folded, plain, atol=1e-5, rtol=0)
+
+
 def test_batch_does_not_change_scores(tiny_pair):
     model, _ = tiny_pair
     x = torch.randn(4, 3, 32, 32)

@@ -73,12 +73,23 @@ class TransposedAttention(nn.Module):
         else:
             q, k = F.linear(x, *self._folded_query()), x
         v = self.c_v(x)
-        if x.dtype == torch.float32:  # SDPA's default scale tokens ** -0.5 is the official norm_fact
-            out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
-        else:  # in bf16/fp16 SDPA on CPU is ~3x slower than two matmuls at this head size (N = 784)
-            out = torch.bmm(torch.softmax(torch.bmm(q * tokens ** -0.5, k.transpose(1, 2)), dim=-1), v)
+        # The C x C maps (37 MB per sample at C = 3072) are made for a few samples at a time, bounding memory.
+        step = max(1, _ATTENTION_ELEMENTS // (channels * channels))
+        out = torch.cat([_channel_attention(q[i:i + step], k[i:i + step], v[i:i + step])
+                         for i in range(0, batch, step)])
         out = out.transpose(1, 2).reshape(batch, channels, tokens)  # official quirk, see module docstring
         return x + self.proj_drop(out)
+
+
+_ATTENTION_ELEMENTS = 1 << 27  # attention-map elements per chunk (512 MB in float32)
+
+
+def _channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(N)) v for (B, C, N) inputs; N^-0.5 is the official norm_fact."""
+    if q.dtype == torch.float32:  # SDPA's default scale is N^-0.5
+        return F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+    # In bf16/fp16, SDPA on CPU is ~3x slower than two matmuls at this head size (N = 784).
+    return torch.bmm(torch.softmax(torch.bmm(q * q.shape[-1] ** -0.5, k.transpose(1, 2)), dim=-1), v)
 
 
 def _window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
