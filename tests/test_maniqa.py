@@ -259,3 +259,17 @@ def test_processor_config_roundtrip(tmp_path):
 def test_unknown_policy_rejected():
     with pytest.raises(ValueError, match="policy"):
         MANIQAImageProcessor(policy="random_crop")
+
+
+def test_training_after_inference_mode_scoring():
+    """Tables cached while scoring under inference_mode must not break a later training step."""
+    from hf_fiqa.models.maniqa import modeling_maniqa
+
+    modeling_maniqa._TABLES.clear()
+    model = MANIQAForImageQualityAssessment(MANIQAConfig.tiny())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        model.eval()(x)
+    loss = model.train()(x, labels=torch.rand(2)).loss
+    loss.backward()
+    assert model.stage1.swin.groups[0].blocks[0].attn.relative_position_bias_table.grad is not None

@@ -257,3 +257,15 @@ def test_draw_faces_marks_every_face(pipe, photos):
         x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
         assert changed[max(y1, 0):y2, max(x1, 0):x2].any()  # the box outline was drawn
     assert draw_faces(image, {"faces": [], "reason": "no face detected"}).size == image.size
+
+
+def test_scores_come_back_in_the_training_label_units(tiny_maniqa_dir):
+    from hf_fiqa.models.maniqa import MANIQAForImageQualityAssessment, MANIQAImageProcessor
+    from hf_fiqa.pipelines import ImageQualityModelScorer
+
+    crops = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)]
+    model = MANIQAForImageQualityAssessment.from_pretrained(tiny_maniqa_dir)
+    scorer = ImageQualityModelScorer(model, MANIQAImageProcessor.from_pretrained(tiny_maniqa_dir))
+    raw = scorer.score_images(crops)
+    model.config.label_range = [0.0, 100.0]  # e.g. SDD-FIQA pseudo-labels
+    np.testing.assert_allclose(scorer.score_images(crops), raw * 100.0)

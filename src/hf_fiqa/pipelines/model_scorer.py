@@ -22,6 +22,9 @@ RECOGNITION_MODEL_TYPES = ("iresnet", "mobilefacenet")
 class ImageQualityModelScorer:
     """Scores images or aligned face crops with an image-quality model and its image processor.
 
+    A model trained by ``train.py`` carries ``label_range`` in its config (the MOS or pseudo-label range its
+    [0, 1] targets were scaled from); its scores are mapped back to those units.
+
     Crops go through the processor's deterministic view policy (for aligned faces: ``resize``, which is the
     identity at the processor's crop size), in batches of ``batch_size`` views, and view scores are averaged
     per image.
@@ -55,7 +58,13 @@ class ImageQualityModelScorer:
         scores = torch.cat(view_scores)
         if scores.ndim > 1:  # several outputs: the first is the quality
             scores = scores[:, 0]
-        return self.image_processor.aggregate_scores(scores, owners).double().numpy()
+        scores = self.image_processor.aggregate_scores(scores, owners).double().numpy()
+        # Models trained here regress labels scaled to [0, 1]; report them in the label's own units.
+        label_range = getattr(self.model.config, "label_range", None)
+        if label_range is not None:
+            low, high = label_range
+            scores = scores * (high - low) + low
+        return scores
 
     def score(self, faces: Sequence[AlignedFace]) -> np.ndarray:
         return self.score_images([face.crop for face in faces])

@@ -116,7 +116,10 @@ def _table(kind: str, device: torch.device, *geometry: int) -> torch.Tensor:
     key = (kind, str(device)) + geometry
     if key not in _TABLES:
         build = _relative_position_index if kind == "index" else _shifted_window_mask
-        _TABLES[key] = build(*geometry).to(device)
+        # Built as ordinary tensors even when first needed under inference_mode, so that a later training
+        # step (which saves the index for backward) can use the cached table.
+        with torch.inference_mode(False):
+            _TABLES[key] = build(*geometry).to(device)
     return _TABLES[key]
 
 
