@@ -269,3 +269,10 @@ def test_scores_come_back_in_the_training_label_units(tiny_maniqa_dir):
     raw = scorer.score_images(crops)
     model.config.label_range = [0.0, 100.0]  # e.g. SDD-FIQA pseudo-labels
     np.testing.assert_allclose(scorer.score_images(crops), raw * 100.0)
+
+
+def test_call_options_do_not_leak_into_later_calls(pipe, photos):
+    before = pipe(str(photos["crowd"]))
+    assert len(pipe(str(photos["crowd"]), largest_face_only=True, batch_size=1)["faces"]) == 1
+    assert pipe(str(photos["crowd"])) == before
+    assert pipe.analyzer.scorer.batch_size != 1

@@ -17,6 +17,7 @@ thousands costs one record, not the run.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -198,10 +199,14 @@ class FaceQualityPipeline(Pipeline):
         options = {**self._preprocess_params, **self._sanitize_parameters(**kwargs)[0]}
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
-        analyzer = self.analyzer
+        # Call options apply to this call only: work on shallow copies (they share the model and detector).
+        if not options.get("aligned", False):
+            self.analyzer.detector  # build the shared detector once, before copying
+        analyzer = copy.copy(self.analyzer)
         analyzer.largest_face_only = bool(options.get("largest_face_only", False))
         analyzer.min_face_size = float(options.get("min_face_size", 0.0))
         if "batch_size" in options and hasattr(analyzer.scorer, "batch_size"):
+            analyzer.scorer = copy.copy(analyzer.scorer)
             analyzer.scorer.batch_size = int(options["batch_size"])
         if options.get("aligned", False):
             records = analyzer.score_aligned(items)
