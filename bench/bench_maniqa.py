@@ -5,7 +5,7 @@ alone. Prints one JSON document. Example:
 
     python bench/bench_maniqa.py --sizes tiny full --batches 1 8 32 --dtypes float32 bfloat16
 
-The official structure is :class:`hf_fiqa.models.maniqa.reference_maniqa.ReferenceMANIQA`: all ViT blocks,
+The official structure is ``ReferenceMANIQA`` (``tests/reference_maniqa.py``): all ViT blocks,
 classifier head, forward hooks, explicit-softmax attention and a per-sample head loop. Scores of both
 implementations are compared on the same input.
 """
@@ -17,7 +17,12 @@ import json
 import multiprocessing as mp
 import platform
 import resource
+import sys
 import time
+from pathlib import Path
+
+# The official-structure reference model lives with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def _config(size: str):
@@ -31,7 +36,7 @@ def write_weights(size: str, path: str) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from hf_fiqa.models.maniqa.reference_maniqa import ReferenceMANIQA
+    from reference_maniqa import ReferenceMANIQA
 
     torch.manual_seed(0)
     reference = ReferenceMANIQA(_config(size))
@@ -47,7 +52,7 @@ def _case(impl: str, size: str, weights: str, dtype_name: str, batch: int, repea
 
     from hf_fiqa.models.maniqa import MANIQAForImageQualityAssessment
     from hf_fiqa.models.maniqa.convert_maniqa import official_to_hf
-    from hf_fiqa.models.maniqa.reference_maniqa import ReferenceMANIQA
+    from reference_maniqa import ReferenceMANIQA
 
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)

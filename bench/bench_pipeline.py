@@ -24,15 +24,16 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def run(size: str, photos: list[Path], weights: str, batch_size: int) -> dict:
-    from hf_fiqa.faces import YuNetDetector, align_faces
+    from hf_fiqa.faces import FaceCropper, YuNetDetector
     from hf_fiqa.io import load_image
     from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
-    from hf_fiqa.pipelines import ImageQualityModelScorer
+    from hf_fiqa.scorers import ModelQualityScorer, crop_spec
 
     config = MANIQAConfig() if size == "full" else MANIQAConfig.tiny()
     model = MANIQAForImageQualityAssessment(config).eval()
-    scorer = ImageQualityModelScorer(model, MANIQAImageProcessor(crop_size=config.image_size), batch_size=batch_size)
+    scorer = ModelQualityScorer(model, MANIQAImageProcessor(crop_size=config.image_size), batch_size=batch_size)
     detector = YuNetDetector(weights)
+    cropper, spec = FaceCropper(detector), crop_spec(scorer)
     decode, detect, align, crops = [], [], [], []
     start = time.perf_counter()
     for path in photos:
@@ -41,7 +42,7 @@ def run(size: str, photos: list[Path], weights: str, batch_size: int) -> dict:
         t1 = time.perf_counter()
         faces = detector.detect(rgb)
         t2 = time.perf_counter()
-        crops += align_faces(rgb, faces, sizes=(scorer.crop_size,))[scorer.crop_size]
+        crops += cropper.align(rgb, faces, [spec])[spec]
         t3 = time.perf_counter()
         decode.append(t1 - t0), detect.append(t2 - t1), align.append(t3 - t2)
     t0 = time.perf_counter()

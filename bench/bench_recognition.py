@@ -19,9 +19,9 @@ import time
 import numpy as np
 import torch
 
-from hf_fiqa.models.iresnet import IResNetConfig, IResNetModel
+from hf_fiqa.embedding.embedder import RecognitionEmbedder
+from hf_fiqa.models.iresnet import IResNetConfig, IResNetImageProcessor, IResNetModel
 from hf_fiqa.models.mobilefacenet import MobileFaceNetConfig, MobileFaceNetModel
-from hf_fiqa.models.recognition_embedder import RecognitionEmbedder
 
 MODELS = {
     "mobilefacenet": lambda: MobileFaceNetModel(MobileFaceNetConfig()),
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.models:
         model = MODELS[name]().to(dtype=getattr(torch, args.dtype)).eval()
-        embedder = RecognitionEmbedder(model, device=args.device, batch_size=args.batch_size)
+        embedder = RecognitionEmbedder(model, IResNetImageProcessor(), device=args.device, batch_size=args.batch_size)
         embedder.embed_crops(crops)  # warm-up
         times = []
         for _ in range(args.batches):

@@ -498,6 +498,7 @@ def _small_real_photos(shared: Path, n: int) -> list[Path]:
     return out
 
 
+@pytest.mark.slow
 def test_retinaface_agrees_with_yunet(shared, detector, retinaface):
     ious, lm_err = [], []
     for path in _small_real_photos(shared, 16):

@@ -246,6 +246,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_two_processes_with_accelerate_equal_one(tmp_path):
     pytest.importorskip("accelerate")
     x, ids = clustered(n_ids=30, dim=16, max_size=60, seed=12)

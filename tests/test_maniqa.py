@@ -11,7 +11,7 @@ from PIL import Image
 
 from hf_fiqa.io import ImageReadError
 from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
-from hf_fiqa.models.maniqa.reference_maniqa import ReferenceMANIQA
+from reference_maniqa import ReferenceMANIQA
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +273,35 @@ def test_training_after_inference_mode_scoring():
     loss = model.train()(x, labels=torch.rand(2)).loss
     loss.backward()
     assert model.stage1.swin.groups[0].blocks[0].attn.relative_position_bias_table.grad is not None
+
+
+# -- label units ----------------------------------------------------------------------------------------------------
+def test_label_range_maps_score_and_leaves_the_loss_on_the_unit_target():
+    from hf_fiqa.models.maniqa import MANIQAOutput
+
+    torch.manual_seed(0)
+    model = MANIQAForImageQualityAssessment(MANIQAConfig.tiny(loss_type="mse")).eval()
+    x, target = torch.randn(3, 3, 32, 32), torch.rand(3)
+    with torch.no_grad():
+        unit = model(x, labels=target)
+        model.config.label_range = [1.0, 5.0]  # e.g. a MOS scale; validated when set
+        mapped = model(x, labels=target)
+        model.config.label_range = None
+    assert isinstance(mapped, MANIQAOutput)
+    torch.testing.assert_close(mapped.score, 1.0 + 4.0 * unit.score)
+    torch.testing.assert_close(mapped.patch_scores, 1.0 + 4.0 * unit.patch_scores)
+    torch.testing.assert_close(mapped.loss, unit.loss)  # on the [0, 1] target, before the mapping
+    torch.testing.assert_close(unit.loss, torch.nn.functional.mse_loss(unit.score, target))
+
+
+def test_label_range_is_validated_and_saved(tmp_path):
+    assert MANIQAConfig.tiny().label_range is None
+    for bad in ([5.0, 1.0], [0.0], "high", [0.0, float("nan")]):
+        with pytest.raises(ValueError, match="label_range"):
+            MANIQAConfig.tiny(label_range=bad)
+    config = MANIQAConfig.tiny()
+    with pytest.raises(ValueError, match="label_range"):
+        config.label_range = [3, 3]
+    config.label_range = (0, 100)
+    config.save_pretrained(tmp_path)
+    assert MANIQAConfig.from_pretrained(tmp_path).label_range == [0.0, 100.0]

@@ -15,8 +15,9 @@ import torch
 
 from hf_fiqa.cli import main as cli_main
 from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
-from hf_fiqa.models.maniqa.convert_maniqa import CheckpointError, convert_maniqa_checkpoint
-from hf_fiqa.models.maniqa.reference_maniqa import ReferenceMANIQA
+from hf_fiqa.models.conversion import CheckpointError
+from hf_fiqa.models.maniqa.convert_maniqa import convert_maniqa_checkpoint
+from reference_maniqa import ReferenceMANIQA
 
 REPO_ID = "org/maniqa-sdd-fiqa"
 

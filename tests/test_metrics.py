@@ -13,12 +13,6 @@ from scipy import stats
 
 from hf_fiqa.faces.types import AlignedFace, DetectedFace
 from hf_fiqa.metrics import (
-    FaceSizeScorer,
-    InterEyeDistanceScorer,
-    DetectorConfidenceScorer,
-    MissingDetectionError,
-    RandomScorer,
-    SharpnessScorer,
     build_pairs,
     correlation_table,
     edc_curve,
@@ -27,14 +21,22 @@ from hf_fiqa.metrics import (
     fnm_edc,
     ideal_area,
     logistic4,
-    make_baseline,
     pair_similarities,
     partial_area,
     threshold_for_fmr,
     threshold_for_fnmr,
 )
 from hf_fiqa.metrics import commands as metric_commands
-from hf_fiqa.scoring import QualityScorer
+from hf_fiqa.scorers import (
+    DetectorConfidenceScorer,
+    FaceSizeScorer,
+    InterEyeDistanceScorer,
+    MissingDetectionError,
+    RandomScorer,
+    SharpnessScorer,
+    make_baseline,
+    QualityScorer,
+)
 
 # ---------------------------------------------------------------- correlation
 
@@ -462,3 +464,183 @@ def test_cli_evaluate_fiqa_from_embedding_parquet(tmp_path, capsys):
     assert det == pytest.approx(orc, abs=1e-6)  # same qualities via two input routes (float32 in parquet)
     rc = _run_cli(base + ["--quality", f"oracle={tmp_path / 'oracle.npy'}", "--strict-embeddings"])
     assert rc == 2 and "NaN" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- gain toward ideal and identity bootstrap
+
+
+def test_random_pauc_is_exact_expectation_of_stepwise_area():
+    """Averaged over every ordering of a small set, the stepwise pAUC is exactly e0 * L, ties or not."""
+    from itertools import permutations
+
+    from hf_fiqa.metrics.edc import random_area
+
+    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.6])  # errors (score < 0.5) at positions 0 and 2
+    for base_q, limit in (([1, 2, 3, 4, 5, 6], 0.5), ([1, 1, 2, 3, 3, 4], 0.4), ([1, 1, 1, 2, 2, 2], 1.0)):
+        paucs = [
+            fnm_edc(scores, np.array(base_q, dtype=float)[list(p)], threshold=0.5, discard_limit=limit).pauc
+            for p in permutations(range(6))
+        ]
+        assert np.mean(paucs) == pytest.approx(random_area(1 / 3, limit), abs=1e-12)
+        assert np.mean(paucs) == pytest.approx(1 / 3 * limit, abs=1e-12)
+
+
+def test_gain_is_zero_for_random_orderings_on_a_large_set():
+    rng = np.random.default_rng(21)
+    m = 200_000
+    scores = rng.normal(size=m)
+    res = fnm_edc(scores, rng.random(m), start_fnmr=0.1, discard_limit=0.2)
+    assert res.random_pauc == pytest.approx(res.e0 * 0.2)
+    assert abs(res.gain) < 0.03
+    # Random qualities with heavy ties behave the same.
+    tied = fnm_edc(scores, rng.integers(0, 20, m).astype(float), start_fnmr=0.1, discard_limit=0.2)
+    assert abs(tied.gain) < 0.03
+
+
+def test_gain_is_100_percent_for_the_ideal_ordering():
+    from hf_fiqa.metrics.edc import gain_toward_ideal, oracle_area
+
+    # Hand-computed oracle: M = 10, E = 2, L = 0.3: 2/10 * 0.1 + 1/9 * 0.1.
+    assert oracle_area(2, 10, 0.3) == pytest.approx(0.02 + 0.1 / 9)
+    assert oracle_area(0, 10, 0.3) == 0.0 and oracle_area(10, 10, 0.3) == pytest.approx(0.3)
+    assert math.isnan(gain_toward_ideal(0.3, 0.3, 0.3))  # e0 = 1: every ordering is the same
+    rng = np.random.default_rng(22)
+    m = 5000
+    scores = rng.normal(size=m)
+    for limit, e0 in ((0.2, 0.1), (0.2, 0.35), (1.0, 0.1)):
+        t = threshold_for_fnmr(scores, e0)
+        error = (scores < t.value).astype(float)
+        # quality = -error, ties among the errors (and non-errors) broken: errors go one by one.
+        strict = -error + 1e-3 * rng.random(m)
+        res = fnm_edc(scores, strict, threshold=t, discard_limit=limit)
+        assert res.pauc == pytest.approx(res.oracle_pauc, abs=1e-15)
+        assert res.gain == pytest.approx(1.0, abs=1e-9)
+        assert res.oracle_pauc >= res.ideal_pauc  # the continuous triangle is out of reach
+        # quality = -error exactly: the errors form one tie, discarded in a single step, so the
+        # error holds e0 until x = e0 (ISO tie rule) and the gain falls short of 100 %.
+        tied = fnm_edc(scores, -error, threshold=t, discard_limit=limit)
+        assert tied.pauc == pytest.approx(res.e0 * min(res.e0, limit))
+        assert tied.gain < 1.0
+        # No ordering beats the oracle.
+        for _ in range(5):
+            other = fnm_edc(scores, strict + rng.normal(scale=0.5, size=m), threshold=t, discard_limit=limit)
+            assert other.gain <= 1.0 + 1e-12
+
+
+def test_weighted_pauc_equals_repeated_pairs():
+    from hf_fiqa.metrics.bootstrap import weighted_paucs
+
+    rng = np.random.default_rng(23)
+    for m, decimals in ((60, 1), (400, None)):
+        scores = rng.normal(size=m)
+        q = rng.normal(size=m)
+        q = np.round(q, decimals) if decimals is not None else q
+        weights = rng.integers(0, 4, size=(20, m))
+        weights[:5, : m // 2] = 0  # whole stretches missing, as when identities are not drawn
+        for limit in (0.0, 0.2, 0.6, 1.0):
+            got = weighted_paucs(scores < -0.5, q, weights, limit)
+            expect = [
+                fnm_edc(np.repeat(scores, w), np.repeat(q, w), threshold=-0.5, discard_limit=limit).pauc for w in weights
+            ]
+            np.testing.assert_allclose(got, expect, rtol=0, atol=1e-14)
+        ones = weighted_paucs(scores < -0.5, q, np.ones(m), 0.2)
+        assert ones == pytest.approx(fnm_edc(scores, q, threshold=-0.5, discard_limit=0.2).pauc, abs=1e-15)
+
+
+def test_bootstrap_ci_excludes_zero_for_a_clearly_better_method(tmp_path):
+    emb, ids, oracle, random_q = _synthetic_faces()
+    report = evaluate_fiqa(
+        emb, ids, {"oracle": oracle, "random": random_q}, fmr_targets=(1e-2,), max_impostors=20_000,
+        progress=False, bootstrap=1000,
+    )
+    assert report.n_bootstrap == 1000 and report.n_bootstrap_identities == 60
+    rows = {(r["threshold_id"], r["method"]): r for r in report.rows()}
+    best = rows[("FMR=1e-02", "oracle")]
+    assert best["best_other"] == "random"
+    assert best["delta_pauc_vs_best_other"] == pytest.approx(
+        report.curves["FMR=1e-02"]["oracle"].pauc - report.curves["FMR=1e-02"]["random"].pauc
+    )
+    assert best["delta_pauc_ci_low"] <= best["delta_pauc_vs_best_other"] <= best["delta_pauc_ci_high"] < 0
+    assert best["ci_excludes_zero"] is True and best["ci_level"] == 0.95 and best["n_bootstrap"] == 1000
+    worse = rows[("FMR=1e-02", "random")]
+    assert worse["best_other"] == "oracle" and worse["delta_pauc_ci_low"] > 0 and worse["ci_excludes_zero"]
+    assert best["gain_percent"] == pytest.approx(100 * best["gain"]) and best["gain"] > 0.3
+    report.write(tmp_path)
+    data = json.loads((tmp_path / "pauc.json").read_text())
+    assert data["bootstrap"]["n_resamples"] == 1000 and data["bootstrap"]["unit"] == "identity"
+    row = next(r for r in data["results"] if r["method"] == "oracle" and r["threshold_id"] == "FMR=1e-02")
+    for key in ("pauc", "pauc_minus_ideal", "ideal_pauc", "e0", "gain", "gain_percent", "random_pauc", "oracle_pauc",
+                "best_other", "delta_pauc_vs_best_other", "delta_pauc_ci_low", "delta_pauc_ci_high",
+                "ci_excludes_zero", "ci_level", "n_bootstrap"):
+        assert key in row, key
+    assert row["ci_excludes_zero"] is True
+    md = (tmp_path / "pauc.md").read_text()
+    assert "| gain % | best other | ΔpAUC vs best other | CI low | CI high | CI excludes 0 |" in md
+    assert "identity-bootstrap" in md and "pAUC_random = e0 * L" in md
+
+
+def test_bootstrap_ci_contains_zero_for_identical_methods_and_is_seeded():
+    emb, ids, oracle, random_q = _synthetic_faces(n_ids=40, per_id=5)
+
+    def run(quals, seed):
+        rep = evaluate_fiqa(emb, ids, quals, fmr_targets=(1e-2,), max_impostors=20_000, progress=False,
+                            bootstrap=200, seed=seed)
+        return {(r["threshold_id"], r["method"]): r for r in rep.rows()}
+
+    # a, b and c order the pairs identically: their pAUCs agree in every resample.
+    same = run({"a": random_q, "b": random_q.copy(), "c": 3.0 * random_q + 1.0}, 0)
+    for label in ("FMR=1e-02", "FNMR=0.1"):
+        row = same[(label, "a")]
+        assert row["best_other"] == "b" and row["delta_pauc_vs_best_other"] == 0.0
+        assert row["delta_pauc_ci_low"] == row["delta_pauc_ci_high"] == 0.0
+        assert row["ci_excludes_zero"] is False
+    quals = {"oracle": oracle, "random": random_q}
+    first, again, other_seed = run(quals, 0), run(quals, 0), run(quals, 1)
+    keys = ("delta_pauc_ci_low", "delta_pauc_ci_high")
+    assert all(first[k][c] == again[k][c] for k in first for c in keys)  # same seed, same intervals
+    assert all(first[k][c] != other_seed[k][c] for k in first for c in keys)
+
+
+def test_identity_counts_and_bootstrap_paucs():
+    from hf_fiqa.metrics.bootstrap import bootstrap_paucs, identity_counts, weighted_paucs
+
+    counts = identity_counts(30, 50, seed=4)
+    assert counts.shape == (50, 30) and np.all(counts.sum(axis=1) == 30)
+    np.testing.assert_array_equal(counts, identity_counts(30, 50, seed=4))
+    assert not np.array_equal(counts, identity_counts(30, 50, seed=5))
+    rng = np.random.default_rng(24)
+    pair_identity = rng.integers(0, 30, size=700)
+    q = np.round(rng.random(700), 2)
+    err = rng.random(700) < 0.2
+    got = bootstrap_paucs(pair_identity, {"q": q}, {"t": err}, 0.25, counts)["t"]["q"]
+    np.testing.assert_allclose(got, weighted_paucs(err, q, counts[:, pair_identity], 0.25), rtol=0, atol=1e-15)
+
+
+def test_cli_bootstrap_flag(tmp_path, capsys):
+    emb, ids, oracle, random_q = _synthetic_faces(n_ids=40, per_id=5)
+    np.save(tmp_path / "emb.npy", emb.astype(np.float32))
+    np.save(tmp_path / "ids.npy", ids)
+    np.save(tmp_path / "oracle.npy", oracle)
+    np.save(tmp_path / "random.npy", random_q)
+    base = [
+        "evaluate-fiqa", "--embeddings", str(tmp_path / "emb.npy"), "--identities", str(tmp_path / "ids.npy"),
+        "--quality", f"oracle={tmp_path / 'oracle.npy'}", "--quality", f"random={tmp_path / 'random.npy'}",
+        "--fmr", "1e-2", "--max-impostors", "5000",
+    ]
+    assert _run_cli(base + ["--output-dir", str(tmp_path / "off"), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "gain=" in out and "dpAUC-vs-random=" in out and "CI95" not in out
+    data = json.loads((tmp_path / "off" / "pauc.json").read_text())
+    assert data["bootstrap"]["n_resamples"] == 0
+    for row in data["results"]:
+        assert row["delta_pauc_ci_low"] is None and row["ci_excludes_zero"] is None and row["n_bootstrap"] == 0
+        assert row["delta_pauc_vs_best_other"] is not None and row["gain"] is not None
+    assert "No bootstrap intervals" in (tmp_path / "off" / "pauc.md").read_text()
+
+    assert _run_cli(base + ["--output-dir", str(tmp_path / "on"), "--bootstrap", "300"]) == 0
+    captured = capsys.readouterr()
+    assert "CI95=[" in captured.out and "bootstrap: 300 resamples of 40 identities" in captured.err
+    data = json.loads((tmp_path / "on" / "pauc.json").read_text())
+    assert all(r["n_bootstrap"] == 300 and r["delta_pauc_ci_low"] is not None for r in data["results"])
+    with pytest.raises(SystemExit):
+        _run_cli(base + ["--output-dir", str(tmp_path / "bad"), "--bootstrap", "-1"])

@@ -515,7 +515,7 @@ def _save_npz(path: Path, params: dict[str, np.ndarray], extra: dict | None = No
 @pytest.mark.parametrize("stem_blocks, classes", [((1,), 1), ((2, 1), 10)])
 def test_conversion_reproduces_the_official_forward(tmp_path, stem_blocks, classes):
     from hf_fiqa.models.musiq.convert_musiq import convert_musiq_checkpoint
-    from hf_fiqa.models.musiq.reference_musiq import reference_forward
+    from reference_musiq import reference_forward
 
     params = _official_params(np.random.default_rng(4), stem_blocks=stem_blocks, classes=classes)
     npz = _save_npz(tmp_path / "musiq.npz", params)
@@ -543,7 +543,7 @@ def test_conversion_reproduces_the_official_forward(tmp_path, stem_blocks, class
 def test_wrong_weight_layout_would_be_caught(tmp_path):
     """Guards the equality above: a conv kernel read as IOHW instead of HWIO changes the output."""
     from hf_fiqa.models.musiq.convert_musiq import convert_musiq_checkpoint
-    from hf_fiqa.models.musiq.reference_musiq import reference_forward
+    from reference_musiq import reference_forward
 
     params = _official_params(np.random.default_rng(5))
     model = convert_musiq_checkpoint(_save_npz(tmp_path / "a.npz", params), tmp_path / "out", scales=(32, 48))
@@ -559,7 +559,8 @@ def test_wrong_weight_layout_would_be_caught(tmp_path):
 
 
 def test_conversion_reports_every_bad_key(tmp_path):
-    from hf_fiqa.models.musiq.convert_musiq import CheckpointError, convert_musiq_checkpoint
+    from hf_fiqa.models.conversion import CheckpointError
+    from hf_fiqa.models.musiq.convert_musiq import convert_musiq_checkpoint
 
     params = _official_params(np.random.default_rng(6))
     del params["Transformer/encoderblock_1/LayerNorm_2/scale"]
@@ -573,17 +574,46 @@ def test_conversion_reports_every_bad_key(tmp_path):
 
 
 def test_conversion_cli_and_unreadable_files(tmp_path, capsys):
-    from hf_fiqa.models.musiq.convert_musiq import add_cli_arguments, run_cli
+    from hf_fiqa.models.commands import add_converter
+    from hf_fiqa.models.conversion import CONVERTERS
 
     parser = __import__("argparse").ArgumentParser()
-    parser.add_argument("src"), parser.add_argument("dst")
-    add_cli_arguments(parser)
+    add_converter(parser.add_subparsers(dest="model", required=True), "musiq", CONVERTERS["musiq"])
+
+    def run_cli(argv):
+        args = parser.parse_args(["musiq", *argv])
+        return args.func(args)
+
     good = _save_npz(tmp_path / "good.npz", _official_params(np.random.default_rng(7)))
-    assert run_cli(parser.parse_args([str(good), str(tmp_path / "out"), "--scales", "32,48"])) == 0
+    assert run_cli([str(good), str(tmp_path / "out"), "--scales", "32,48"]) == 0
     assert MUSIQImageProcessor.from_pretrained(tmp_path / "out").scales == [32, 48]
 
     (tmp_path / "notes.npz").write_text("not an archive")
     np.savez(tmp_path / "objects.npz", weights=np.array([{"a": 1}], dtype=object))
     for name in ("notes.npz", "objects.npz", "absent.npz"):
-        assert run_cli(parser.parse_args([str(tmp_path / name), str(tmp_path / "x")])) == 2
+        assert run_cli([str(tmp_path / name), str(tmp_path / "x")]) == 2
         assert name in capsys.readouterr().err
+
+
+def test_label_range_maps_the_score_head_only():
+    from hf_fiqa.models.musiq import MUSIQOutput
+
+    torch.manual_seed(0)
+    model = MUSIQForImageQualityAssessment(MUSIQConfig.tiny()).eval()
+    with torch.no_grad():
+        model.head.weight.normal_()  # the head starts at zero; give it something to say
+    inputs = _model_inputs(_processor()([_photo(), _photo(40, 30, seed=1)]))
+    target = torch.rand(2)
+    with torch.no_grad():
+        unit = model(**inputs, labels=target)
+        model.config.label_range = [0.0, 100.0]
+        mapped = model(**inputs, labels=target)
+        model.config.label_range = None
+    assert isinstance(mapped, MUSIQOutput)
+    torch.testing.assert_close(mapped.score, 100.0 * unit.score)
+    torch.testing.assert_close(mapped.logits, unit.logits)
+    torch.testing.assert_close(mapped.loss, unit.loss)
+    with pytest.raises(ValueError, match="label_range"):
+        MUSIQConfig.tiny(head="distribution", loss_type="emd", label_range=[1, 10])
+    with pytest.raises(ValueError, match="label_range"):
+        MUSIQConfig.tiny(label_range=[1])

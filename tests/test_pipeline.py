@@ -223,7 +223,7 @@ def test_evaluate_fiqa_scores_dataset_photos_with_methods(shared, yunet_weights,
 
     from hf_fiqa.faces.detection import YuNetDetector
     from hf_fiqa.pipelines.dataset_quality import score_largest_faces
-    from hf_fiqa.pipelines.model_scorer import load_quality_scorer
+    from hf_fiqa.scorers import load_scorer
 
     labels = pd.read_csv(shared / "data" / "celeba-wild-ids" / "labels.csv").head(24)
     rows = labels.assign(row=range(len(labels)))
@@ -241,7 +241,7 @@ def test_evaluate_fiqa_scores_dataset_photos_with_methods(shared, yunet_weights,
     assert table["nan_qualities"] == {"sharpness": 1, "maniqa": 1}  # the missing photo
     # The same qualities as scoring the photos directly; the missing photo is NaN.
     paths = [str(shared / "data" / "celeba-wild-ids" / p) for p in rows["path"]]
-    direct = score_largest_faces(paths, {"sharpness": load_quality_scorer("sharpness")}, YuNetDetector(yunet_weights),
+    direct = score_largest_faces(paths, {"sharpness": load_scorer("sharpness")}, YuNetDetector(yunet_weights),
                                  progress=False)["sharpness"]
     assert np.isnan(direct[-1]) and np.isfinite(direct[:-1]).all()
 
@@ -261,11 +261,11 @@ def test_draw_faces_marks_every_face(pipe, photos):
 
 def test_scores_come_back_in_the_training_label_units(tiny_maniqa_dir):
     from hf_fiqa.models.maniqa import MANIQAForImageQualityAssessment, MANIQAImageProcessor
-    from hf_fiqa.pipelines import ImageQualityModelScorer
+    from hf_fiqa.scorers import ModelQualityScorer
 
     crops = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)]
     model = MANIQAForImageQualityAssessment.from_pretrained(tiny_maniqa_dir)
-    scorer = ImageQualityModelScorer(model, MANIQAImageProcessor.from_pretrained(tiny_maniqa_dir))
+    scorer = ModelQualityScorer(model, MANIQAImageProcessor.from_pretrained(tiny_maniqa_dir))
     raw = scorer.score_images(crops)
     model.config.label_range = [0.0, 100.0]  # e.g. SDD-FIQA pseudo-labels
     np.testing.assert_allclose(scorer.score_images(crops), raw * 100.0)

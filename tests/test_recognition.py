@@ -18,20 +18,17 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hf_fiqa.embedding import commands as embedding_commands
+from hf_fiqa.embedding.embedder import RecognitionEmbedder
 from hf_fiqa.faces.types import AlignedFace
-from hf_fiqa.models import recognition_commands
-from hf_fiqa.models.iresnet import IRESNET_DEPTHS, IResNetConfig, IResNetModel
-from hf_fiqa.models.iresnet.convert_iresnet import (
-    CheckpointMismatchError,
-    convert_checkpoint,
-    convert_state_dict,
-    read_checkpoint,
-)
-from hf_fiqa.models.magface_quality import MagFaceQualityScorer
+from hf_fiqa.models import commands as model_commands
+from hf_fiqa.models.conversion import CheckpointError
+from hf_fiqa.models.iresnet import IRESNET_DEPTHS, IResNetConfig, IResNetImageProcessor, IResNetModel
+from hf_fiqa.models.iresnet.convert_iresnet import convert_iresnet_checkpoint, convert_state_dict, read_checkpoint
 from hf_fiqa.models.margin_heads import ArcFaceHead, MagFaceHead, magface_min_lambda_g
 from hf_fiqa.models.mobilefacenet import MobileFaceNetConfig, MobileFaceNetModel
-from hf_fiqa.models.recognition_embedder import RecognitionEmbedder
-from hf_fiqa.scoring import QualityScorer
+from hf_fiqa.scorers import QualityScorer
+from hf_fiqa.scorers.magface import MagFaceQualityScorer
 
 TINY_IRESNET = dict(layers=[1, 1, 1, 1], stem_width=8, widths=[8, 8, 16, 16])
 TINY_MBF = dict(blocks=[1, 1, 0], stem_width=8, stage_width=16, sep_width=32)
@@ -64,6 +61,14 @@ def tiny_mbf(seed: int = 0, **overrides) -> MobileFaceNetModel:
 
 def random_crops(n: int, size: int = 112, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+MAGFACE_PIXELS = dict(channel_order="BGR", image_mean=[0, 0, 0], image_std=[1, 1, 1])
+
+
+def pixels(crops, **convention) -> torch.Tensor:
+    """``pixel_values`` of uint8 crops through the recognizers' image processor (ArcFace convention by default)."""
+    return IResNetImageProcessor(**convention)(list(crops), return_tensors="pt")["pixel_values"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,9 +156,9 @@ def test_config_depths_and_validation():
     with pytest.raises(ValueError, match="widths"):
         IResNetConfig(widths=[64, 128, 256])
     with pytest.raises(ValueError, match="channel_order"):
-        IResNetConfig(channel_order="rgb")
+        IResNetImageProcessor(channel_order="rgb")
     with pytest.raises(ValueError, match="image_std"):
-        IResNetConfig(image_std=[0.5, 0.0, 0.5])
+        IResNetImageProcessor(image_std=[0.5, 0.0, 0.5])
     with pytest.raises(ValueError, match="blocks"):
         MobileFaceNetConfig(blocks=[4, 6])
     with pytest.raises(ValueError, match="embedding_size"):
@@ -161,11 +166,32 @@ def test_config_depths_and_validation():
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = IResNetConfig(**TINY_IRESNET, bn_eps=2e-5, channel_order="BGR", image_mean=[0, 0, 0], image_std=[1, 1, 1])
+    cfg = IResNetConfig(**TINY_IRESNET, bn_eps=2e-5)
     cfg.save_pretrained(tmp_path)
+    processor = IResNetImageProcessor(**MAGFACE_PIXELS)
+    processor.save_pretrained(tmp_path)
     back = IResNetConfig.from_pretrained(tmp_path)
-    for name in ("layers", "widths", "stem_width", "bn_eps", "channel_order", "image_mean", "image_std", "depth"):
+    for name in ("layers", "widths", "stem_width", "bn_eps", "depth"):
         assert getattr(back, name) == getattr(cfg, name), name
+    back_processor = IResNetImageProcessor.from_pretrained(tmp_path)
+    for name in ("channel_order", "image_mean", "image_std", "image_size"):
+        assert getattr(back_processor, name) == getattr(processor, name), name
+
+
+def test_configs_saved_with_normalisation_keys_still_load(tmp_path):
+    """Configs written before the image processor carried image_mean/image_std/channel_order."""
+    for config_cls, extra in ((IResNetConfig, TINY_IRESNET), (MobileFaceNetConfig, TINY_MBF)):
+        folder = tmp_path / config_cls.model_type
+        config_cls(**extra).save_pretrained(folder)
+        data = json.loads((folder / "config.json").read_text())
+        data.update(MAGFACE_PIXELS)
+        (folder / "config.json").write_text(json.dumps(data))
+        old = config_cls.from_pretrained(folder)
+        assert old.to_dict()["channel_order"] == "BGR"
+        processor = IResNetImageProcessor.from_model_config(old)
+        assert (processor.channel_order, processor.image_mean, processor.image_std) == ("BGR", [0.0] * 3, [1.0] * 3)
+        fresh = IResNetImageProcessor.from_model_config(config_cls(**extra))
+        assert (fresh.channel_order, fresh.image_mean, fresh.image_std, fresh.image_size) == ("RGB", [0.5] * 3, [0.5] * 3, 112)
 
 
 def test_published_depth_structure():
@@ -190,7 +216,7 @@ def test_mobilefacenet_full_size_forward():
 @pytest.mark.parametrize("factory", [tiny_iresnet, tiny_mbf])
 def test_tiny_forward_shapes_and_norms(factory):
     model = factory()
-    x = model.normalize_images(random_crops(3))
+    x = pixels(random_crops(3))
     with torch.no_grad():
         out = model(pixel_values=x)
     assert out.embeddings.shape == (3, 512) and out.norms.shape == (3,)
@@ -204,24 +230,57 @@ def test_tiny_forward_shapes_and_norms(factory):
         model(pixel_values=torch.zeros(1, 3, 64, 64))
 
 
-def test_normalize_images_follows_config():
+def _old_normalize_images(images: np.ndarray, image_mean, image_std, channel_order) -> torch.Tensor:
+    """What the models' ``normalize_images`` computed before normalisation moved to the image processor."""
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().contiguous().div_(255.0)
+    if channel_order == "BGR":
+        x = x.flip(1)
+    return (x - torch.tensor(image_mean).view(1, 3, 1, 1)) / torch.tensor(image_std).view(1, 3, 1, 1)
+
+
+def test_image_processor_follows_convention():
     crops = random_crops(2)
-    rgb = tiny_iresnet()
+    rgb = IResNetImageProcessor()
     expected = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
-    torch.testing.assert_close(rgb.normalize_images(crops), expected)
-    bgr = tiny_iresnet(channel_order="BGR", image_mean=[0, 0, 0], image_std=[1, 1, 1])
+    out = rgb(list(crops), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(out, expected)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 112, 112)
+    assert torch.equal(out, _old_normalize_images(crops, [0.5] * 3, [0.5] * 3, "RGB"))  # bit-identical
+    bgr = IResNetImageProcessor(**MAGFACE_PIXELS)
     expected_bgr = torch.from_numpy(crops[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
-    torch.testing.assert_close(bgr.normalize_images(crops), expected_bgr)
+    out_bgr = bgr(list(crops), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(out_bgr, expected_bgr)
+    assert torch.equal(out_bgr, _old_normalize_images(crops, [0.0] * 3, [1.0] * 3, "BGR"))
+    # One crop, a PIL image, or a (B, S, S, 3) array give the same pixels.
+    assert torch.equal(rgb(crops[0], return_tensors="pt")["pixel_values"], out[:1])
+    assert torch.equal(rgb(Image.fromarray(crops[1]), return_tensors="pt")["pixel_values"], out[1:])
+    assert torch.equal(rgb(crops, return_tensors="pt")["pixel_values"], out)
     with pytest.raises(ValueError, match="uint8"):
-        rgb.normalize_images(crops.astype(np.float32))
+        rgb(list(crops.astype(np.float32)))
     with pytest.raises(ValueError, match="shape"):
-        rgb.normalize_images(random_crops(1, size=64))
+        rgb([np.zeros((112, 112, 4), np.uint8)])
+
+
+def test_image_processor_resizes_like_opencv():
+    """Crops of another size: cv2.INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
+    import cv2
+
+    processor = IResNetImageProcessor()
+    big, small, wide = random_crops(1, size=150)[0], random_crops(1, size=64)[0], random_crops(1, size=150)[0][:100]
+    got = processor([big, small, wide], return_tensors="pt")["pixel_values"]
+    expected = np.stack([
+        cv2.resize(big, (112, 112), interpolation=cv2.INTER_AREA),
+        cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR),
+        cv2.resize(wide, (112, 112), interpolation=cv2.INTER_AREA),  # one side shrinks: area
+    ])
+    assert torch.equal(got, _old_normalize_images(expected, [0.5] * 3, [0.5] * 3, "RGB"))
+    assert IResNetImageProcessor(image_size=64)(small, return_tensors="pt")["pixel_values"].shape == (1, 3, 64, 64)
 
 
 def test_forward_with_margin_head_trains():
     model = tiny_iresnet().train()
     head = ArcFaceHead(512, num_classes=5, scale=16, margin=0.3)
-    out = model(pixel_values=model.normalize_images(random_crops(4)), labels=torch.tensor([0, 1, 2, 3]), margin_head=head)
+    out = model(pixel_values=pixels(random_crops(4)), labels=torch.tensor([0, 1, 2, 3]), margin_head=head)
     assert out.logits.shape == (4, 5) and torch.isfinite(out.loss)
     out.loss.backward()
     assert model.conv1.weight.grad is not None and head.weight.grad is not None
@@ -373,9 +432,9 @@ def test_head_label_validation():
 # ----------------------------------------------------------------------------- converters
 
 
-def _inputs_for(model) -> tuple[np.ndarray, torch.Tensor]:
+def _inputs_for(processor) -> tuple[np.ndarray, torch.Tensor]:
     crops = random_crops(3, seed=5)
-    return crops, model.normalize_images(crops)
+    return crops, processor(list(crops), return_tensors="pt")["pixel_values"]
 
 
 def test_convert_arcface_torch_layout_reproduces_reference(tmp_path):
@@ -386,7 +445,7 @@ def test_convert_arcface_torch_layout_reproduces_reference(tmp_path):
     model = conversion.model
     assert conversion.layout == "arcface_torch" and conversion.dropped_keys == []
     assert model.config.layers == [1, 2, 1, 1] and model.config.widths == [8, 8, 16, 16] and model.config.depth is None
-    crops, pixels = _inputs_for(model)
+    crops, pixels = _inputs_for(conversion.processor)
     # arcface_torch convention: RGB, (x/255 - 0.5)/0.5
     ref_in = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
     with torch.no_grad():
@@ -405,20 +464,22 @@ def test_convert_magface_layout_round_trip(tmp_path, prefix_style):
     src = tmp_path / "magface_epoch_00025.pth"
     torch.save({"epoch": 25, "arch": "iresnet-tiny", "state_dict": sd}, src)
     dst = tmp_path / "converted"
-    conversion = convert_checkpoint(src, dst, layout="magface")
+    converted = convert_iresnet_checkpoint(src, dst, layout="magface")
+    conversion = convert_state_dict(read_checkpoint(src), layout="magface", source=str(src))
     assert [k.split(".")[-2:] for k in conversion.dropped_keys] == [["fc", "weight"]]
-    cfg = conversion.model.config
-    assert (cfg.channel_order, cfg.image_mean, cfg.image_std, cfg.bn_eps) == ("BGR", [0.0] * 3, [1.0] * 3, 2e-5)
-    from transformers import AutoModel
+    from transformers import AutoImageProcessor, AutoModel
 
+    cfg, processor = converted.config, AutoImageProcessor.from_pretrained(dst)
+    assert isinstance(processor, IResNetImageProcessor)
+    assert (processor.channel_order, processor.image_mean, processor.image_std, cfg.bn_eps) == ("BGR", [0.0] * 3, [1.0] * 3, 2e-5)
     loaded = AutoModel.from_pretrained(dst).eval()
-    crops, pixels = _inputs_for(loaded)
+    crops, pixels = _inputs_for(processor)
     # MagFace's gen_feat.py: cv2.imread (BGR), ToTensor (x/255), no mean/std.
     ref_in = torch.from_numpy(crops[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         got = loaded(pixel_values=pixels).embeddings
         torch.testing.assert_close(got, ref(ref_in), rtol=1e-5, atol=1e-5)
-        assert torch.equal(got, conversion.model(pixel_values=pixels).embeddings)
+        assert torch.equal(got, converted(pixel_values=pixels).embeddings)
 
 
 def test_convert_reports_every_mismatch_at_once(tmp_path):
@@ -426,7 +487,7 @@ def test_convert_reports_every_mismatch_at_once(tmp_path):
     del sd["layer2.1.bn3.running_var"]
     sd["layer2.1.extra.weight"] = torch.zeros(3)
     sd["features.bias"] = torch.zeros(7)
-    with pytest.raises(CheckpointMismatchError) as err:
+    with pytest.raises(CheckpointError) as err:
         convert_state_dict(sd, layout="arcface_torch", source="bad.pth")
     exc = err.value
     assert exc.missing == ["layer2.1.bn3.running_var"]
@@ -443,7 +504,7 @@ def test_convert_depth_check_and_layout_errors(tmp_path):
         convert_state_dict(sd, depth=50)
     with pytest.raises(ValueError, match="not a MagFace checkpoint"):
         convert_state_dict(sd, layout="magface")
-    with pytest.raises(CheckpointMismatchError, match="fc.weight"):
+    with pytest.raises(CheckpointError, match="fc.weight"):
         convert_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")})
 
 
@@ -466,9 +527,8 @@ def test_read_checkpoint_refuses_pickled_objects(tmp_path):
 def _convert_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-fiqa")
     sub = parser.add_subparsers(dest="command", required=True)
-    convert = sub.add_parser("convert").add_subparsers(dest="what", required=True)
-    recognition_commands.register_convert(convert)
-    recognition_commands.register(sub)
+    model_commands.register(sub)
+    embedding_commands.register(sub)
     return parser
 
 
@@ -479,6 +539,8 @@ def test_convert_cli(tmp_path, capsys):
     assert args.func(args) == 0
     assert "iResNet-18" in capsys.readouterr().out
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "modeling_iresnet.py").is_file()
+    assert (tmp_path / "out" / "preprocessor_config.json").is_file()
+    assert (tmp_path / "out" / "image_processing_iresnet.py").is_file()
     args = _convert_parser().parse_args(["convert", "iresnet", str(src), str(tmp_path / "out2"), "--depth", "34"])
     assert args.func(args) == 2
     assert "--depth 34" in capsys.readouterr().err
@@ -490,21 +552,25 @@ def test_convert_cli(tmp_path, capsys):
 def test_remote_code_loads_in_fresh_process_without_hf_fiqa(tmp_path):
     crops = random_crops(2, seed=9)
     expected = {}
+    conventions = {"iresnet": {}, "mbf": MAGFACE_PIXELS}
     for name, model in (("iresnet", tiny_iresnet(seed=4)), ("mbf", tiny_mbf(seed=5))):
         model.save_pretrained(tmp_path / name)
+        IResNetImageProcessor(**conventions[name]).save_pretrained(tmp_path / name)
         with torch.no_grad():
-            expected[name] = model(pixel_values=model.normalize_images(crops)).embeddings.numpy()
+            expected[name] = model(pixel_values=pixels(crops, **conventions[name])).embeddings.numpy()
     np.save(tmp_path / "crops.npy", crops)
     script = textwrap.dedent(
         f"""
         import sys, numpy as np, torch
-        from transformers import AutoModel
+        from transformers import AutoImageProcessor, AutoModel
         crops = np.load({str(tmp_path / 'crops.npy')!r})
         for name in ("iresnet", "mbf"):
             model = AutoModel.from_pretrained({str(tmp_path)!r} + "/" + name, trust_remote_code=True).eval()
+            processor = AutoImageProcessor.from_pretrained({str(tmp_path)!r} + "/" + name, trust_remote_code=True)
             assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
             with torch.no_grad():
-                emb = model(pixel_values=model.normalize_images(crops)).embeddings.numpy()
+                emb = model(pixel_values=processor(list(crops), return_tensors="pt")["pixel_values"]).embeddings.numpy()
             np.save({str(tmp_path)!r} + "/" + name + "_fresh.npy", emb)
         assert not any(m == "hf_fiqa" or m.startswith("hf_fiqa.") for m in sys.modules), "hf_fiqa was imported"
         """
@@ -521,32 +587,33 @@ def test_remote_code_loads_in_fresh_process_without_hf_fiqa(tmp_path):
 
 
 def test_embedder_batches_and_resizes():
-    model = tiny_mbf()
+    model, processor = tiny_mbf(), IResNetImageProcessor()
     crops = random_crops(5)
-    a = RecognitionEmbedder(model, device="cpu", batch_size=2).embed_crops(crops)
-    b = RecognitionEmbedder(model, device="cpu", batch_size=16).embed_crops(list(crops))
+    a = RecognitionEmbedder(model, processor, device="cpu", batch_size=2).embed_crops(crops)
+    b = RecognitionEmbedder(model, processor, device="cpu", batch_size=16).embed_crops(list(crops))
     assert a.shape == (5, 512) and a.dtype == np.float32
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     big = np.repeat(np.repeat(crops[0], 2, axis=0), 2, axis=1)  # 224x224 version of crop 0
-    c = RecognitionEmbedder(model, device="cpu").embed_crops([big])
+    c = RecognitionEmbedder(model, processor, device="cpu").embed_crops([big])
     np.testing.assert_allclose(c[0], a[0], rtol=1e-4, atol=1e-4)
-    flipped = RecognitionEmbedder(model, device="cpu", flip=True).embed_crops(crops[:2])
-    mirror = RecognitionEmbedder(model, device="cpu").embed_crops(crops[:2, :, ::-1])
+    flipped = RecognitionEmbedder(model, processor, device="cpu", flip=True).embed_crops(crops[:2])
+    mirror = RecognitionEmbedder(model, processor, device="cpu").embed_crops(crops[:2, :, ::-1])
     np.testing.assert_allclose(flipped, a[:2] + mirror, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="crop 0"):
-        RecognitionEmbedder(model, device="cpu").embed_crops([np.zeros((112, 112), np.uint8)])
+        RecognitionEmbedder(model, processor, device="cpu").embed_crops([np.zeros((112, 112), np.uint8)])
 
 
 def test_magface_quality_scorer_is_embedding_magnitude(tmp_path):
-    model = tiny_iresnet(seed=2, channel_order="BGR", image_mean=[0, 0, 0], image_std=[1, 1, 1])
+    model = tiny_iresnet(seed=2)
     model.save_pretrained(tmp_path / "magface")
+    IResNetImageProcessor(**MAGFACE_PIXELS).save_pretrained(tmp_path / "magface")
     scorer = MagFaceQualityScorer(tmp_path / "magface", device="cpu", batch_size=2)
     assert isinstance(scorer, QualityScorer) and scorer.crop_size == 112 and scorer.name == "magface"
     crops = random_crops(3, seed=1)
     scores = scorer.score([AlignedFace(crop=c) for c in crops])
     assert scores.dtype == np.float64 and scores.shape == (3,)
     with torch.no_grad():
-        expected = model(pixel_values=model.normalize_images(crops)).norms.double().numpy()
+        expected = model(pixel_values=pixels(crops, **MAGFACE_PIXELS)).norms.double().numpy()
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
     assert scorer.score([]).shape == (0,)
     with pytest.raises(ValueError, match="cannot load"):
@@ -560,6 +627,7 @@ def test_magface_quality_scorer_is_embedding_magnitude(tmp_path):
 def tiny_model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-mbf")
     tiny_mbf(seed=7).save_pretrained(path)
+    IResNetImageProcessor().save_pretrained(path)
     return path
 
 

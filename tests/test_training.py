@@ -73,6 +73,7 @@ def iqa_run(shared, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_learnable_signal(iqa_run):
     """MOS = noise level of real photos: validation rank correlation must become clearly positive."""
     history = _state(iqa_run)["history"]
@@ -81,17 +82,21 @@ def test_loss_falls_on_a_learnable_signal(iqa_run):
     assert history[-1]["rmse_raw"] < history[0]["rmse_raw"], history
 
 
+@pytest.mark.slow
 def test_output_dir_holding_a_run_is_refused(iqa_run, shared):
     code = train_main(["--config", str(TINY_IQA), f"data.root={_shared_root(shared, 'celeba-wild-ids')}",
                        f"output_dir={iqa_run}", "max_steps=2"])
     assert code == 2
 
 
+@pytest.mark.slow
 def test_exported_model_scores_through_face_pipeline_in_fresh_process(iqa_run, shared, yunet_weights):
     model_dir = iqa_run / "model"
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "eval_results.json").is_file()
     config = json.loads((model_dir / "config.json").read_text())
     assert config["label_range"] == [0.0, 5.0]
+    # Validation scored centre crops (training takes crops at the image's own resolution); so does the export.
+    assert json.loads((model_dir / "preprocessor_config.json").read_text())["policy"] == "center_crop"
     script = (
         "import json, sys, hf_fiqa\n"
         "from transformers import AutoModel, pipeline\n"
@@ -109,6 +114,7 @@ def test_exported_model_scores_through_face_pipeline_in_fresh_process(iqa_run, s
 
 
 # -- multi-process and resume ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_process_cpu_run(shared, tmp_path):
     """Two CPU processes over gloo (torchrun; accelerate picks the process group up from the environment)."""
     out = tmp_path / "ddp"
@@ -126,6 +132,7 @@ def test_two_process_cpu_run(shared, tmp_path):
     assert state["history"][-1]["n"] == len(load_iqa(config).validation)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_step_count(shared, tmp_path):
     out = tmp_path / "resume"
     args = [sys.executable, str(REPO / "train.py"), "--config", str(TINY_IQA),
@@ -170,6 +177,7 @@ def test_fiqa_task_on_pseudo_labels(shared, yunet_weights, tmp_path):
     assert train_main(common + [f"data.labels={tmp_path / 'bad.parquet'}", f"output_dir={tmp_path / 'bad'}"]) == 2
 
 
+@pytest.mark.slow
 def test_recognition_task(shared, tmp_path):
     out = tmp_path / "rec"
     code = train_main(["--config", str(TINY_RECOGNITION), f"data.root={_shared_root(shared, 'lfw')}",
@@ -182,6 +190,11 @@ def test_recognition_task(shared, tmp_path):
 
     model = AutoModel.from_pretrained(out / "model", trust_remote_code=True)
     assert model.config.model_type == "iresnet"
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(out / "model", trust_remote_code=True)
+    assert type(processor).__name__ == "IResNetImageProcessor" and processor.image_size == model.config.image_size
+    assert (processor.channel_order, processor.image_mean, processor.image_std) == ("RGB", [0.5] * 3, [0.5] * 3)
 
 
 def test_wrongly_typed_values_name_the_key():
@@ -195,3 +208,19 @@ def test_wrongly_typed_values_name_the_key():
 def test_published_configs_use_only_known_keys(path):
     config = TrainConfig.parse(path)
     assert config.task in ("iqa", "fiqa", "recognition") and config.name == path.stem
+
+
+def test_validation_reads_images_through_the_exported_processor():
+    from PIL import Image
+
+    from hf_fiqa.models.iresnet import IResNetImageProcessor
+    from hf_fiqa.models.maniqa import MANIQAImageProcessor
+    from hf_fiqa.training.data import ProcessorTransform
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    for processor in (MANIQAImageProcessor(crop_size=32, policy="center_crop"), IResNetImageProcessor(image_size=32)):
+        got = ProcessorTransform(processor)(image)
+        assert got.shape == (3, 32, 32)
+        assert np.array_equal(got.numpy(), processor(image, return_tensors="pt")["pixel_values"][0].numpy())
+    with pytest.raises(ValueError, match="single-view"):
+        ProcessorTransform(MANIQAImageProcessor(crop_size=32, policy="five_crop"))(image)

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from . import models  # noqa: E402,F401  (Auto-class registration)
 from .models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor  # noqa: E402
 from .pipelines import FaceQualityAnalyzer, FaceQualityPipeline  # noqa: E402
+from .scorers import QualityScorer, load_scorer  # noqa: E402
 
 __all__ = [
     "FaceQualityAnalyzer",
@@ -16,5 +17,7 @@ __all__ = [
     "MANIQAConfig",
     "MANIQAForImageQualityAssessment",
     "MANIQAImageProcessor",
+    "QualityScorer",
     "__version__",
+    "load_scorer",
 ]

@@ -11,7 +11,7 @@ import sys
 COMMAND_MODULES = [
     "hf_fiqa.pipelines.commands",
     "hf_fiqa.models.commands",
-    "hf_fiqa.models.recognition_commands",
+    "hf_fiqa.embedding.commands",
     "hf_fiqa.labels.commands",
     "hf_fiqa.data.commands",
     "hf_fiqa.metrics.commands",

@@ -18,6 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
+# File suffixes that folder scans treat as images (every format Pillow decodes by default that
+# photo collections use). One list: the embed job, the score command and the dataset loaders agree.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm"})
+
 # Decompression-bomb guard: PIL's default warns at ~89 MP; we refuse beyond this many pixels.
 MAX_PIXELS = 20_000 * 20_000
 

@@ -11,8 +11,9 @@ with the same arguments reuse it. Added columns:
 * ``face_score``, ``face_box`` (x1, y1, x2, y2) and ``face_landmarks`` (5 x (x, y)) of the
   chosen face, in the coordinates of the EXIF-rotated photo.
 
-The chosen face is the most confident (``select="score"``) or the largest (``"largest"``).
-The detector is built once per process (worker processes build their own).
+The chosen face is the most confident (``select="score"``) or the largest (``"largest"``),
+chosen and aligned by :class:`hf_fiqa.faces.FaceCropper` like everywhere else. The detector is
+built once per process (worker processes build their own).
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ logger = logging.getLogger("hf_fiqa.data")
 
 # Bump when the output of this map changes for the same inputs, to invalidate caches.
 ALIGN_VERSION = 1
-_DETECTORS: dict[tuple, object] = {}
+_CROPPERS: dict[tuple, object] = {}
 
 
-def _detector(weights: str | None, options: tuple):
-    key = (os.getpid(), weights, options)
-    det = _DETECTORS.get(key)
-    if det is None:
-        from hf_fiqa.faces.detection import YuNetDetector
+def _cropper(weights: str | None, options: tuple, border: str):
+    key = (os.getpid(), weights, options, border)
+    cropper = _CROPPERS.get(key)
+    if cropper is None:
+        from hf_fiqa.faces import FaceCropper, YuNetDetector
 
-        det = YuNetDetector(weights, **dict(options))
-        _DETECTORS[key] = det
-    return det
+        cropper = FaceCropper(YuNetDetector(weights, **dict(options)), border=border)
+        _CROPPERS[key] = cropper
+    return cropper
 
 
 def aligned_features(base, sizes: Sequence[int]):
@@ -70,10 +71,9 @@ def _align_batch(batch: dict, *, image_column: str, sizes: list[int], weights: s
     the code version and the weights file."""
     import numpy as np
 
-    from hf_fiqa.faces.alignment import align_faces
     from hf_fiqa.io import ImageReadError, load_image
 
-    detector = _detector(weights, options)
+    cropper = _cropper(weights, options, border)
     n = len(batch[image_column])
     out: dict[str, list] = {f"aligned_{s}": [None] * n for s in sizes}
     out.update({"face_found": [False] * n, "face_error": [""] * n, "face_score": [None] * n,
@@ -85,25 +85,21 @@ def _align_batch(batch: dict, *, image_column: str, sizes: list[int], weights: s
             if isinstance(value, dict):  # Image(decode=False): {"bytes", "path"}
                 source = value.get("bytes") or value.get("path")
                 try:
-                    rgb = np.asarray(load_image(source))
+                    rgb = load_image(source)
                 except ImageReadError as exc:
                     raise ImageReadError(value.get("path") or source, exc.reason) from None
             else:
-                rgb = np.asarray(load_image(value))
+                rgb = load_image(value)
         except ImageReadError as exc:
             out["face_error"][i] = f"unreadable image {exc.source}: {exc.reason}"
             continue
-        faces = detector.detect(rgb)
-        if not faces:
-            out["face_error"][i] = "no face detected"
+        photo = cropper.crop_array(np.asarray(rgb), sizes, select="largest" if select == "largest" else "best")
+        if not photo.faces:
+            out["face_error"][i] = photo.error or photo.reason or "no face detected"
             continue
-        if select == "largest":
-            face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-        else:
-            face = faces[0]  # detect() sorts by score
-        crops = align_faces(rgb, [face], sizes=sizes, border=border)
+        face = photo.faces[0]
         for s in sizes:
-            out[f"aligned_{s}"][i] = _png(crops[s][0].crop)
+            out[f"aligned_{s}"][i] = _png(photo.crops[s][0].crop)
         out["face_found"][i] = True
         out["face_score"][i] = float(face.score)
         out["face_box"][i] = [float(v) for v in face.box]

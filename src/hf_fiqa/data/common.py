@@ -15,7 +15,6 @@ from typing import Iterable, Literal, Sequence
 from .errors import SkipLog, handle_bad_item
 
 ImageCheck = Literal["none", "header", "decode"]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def list_feature(inner, length: int = -1):

@@ -12,7 +12,8 @@ import csv
 import os
 from pathlib import Path
 
-from .common import IMAGE_SUFFIXES, ImageCheck, check_image_files, rows_to_dataset
+from ..io import IMAGE_SUFFIXES
+from .common import ImageCheck, check_image_files, rows_to_dataset
 from .errors import DatasetFormatError, SkipLog, handle_bad_item
 
 LABELS_CSV = "labels.csv"

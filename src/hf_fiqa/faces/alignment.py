@@ -5,16 +5,21 @@ Public API
 ``ARCFACE_TEMPLATE_112``
     The (5, 2) landmark positions of the standard 112x112 ArcFace crop: image-left eye,
     image-right eye, nose tip, image-left mouth corner, image-right mouth corner.
-``template_for(size)``
+``template_for(size, template=None)``
     The same geometry scaled to a ``size`` x ``size`` crop. MANIQA reads 224x224 crops: warping
     the original photo straight to 224 keeps twice the detail that an upsampled 112 crop has.
+    ``template`` (5 points in unit-square coordinates) replaces the ArcFace geometry for
+    recognizers trained on another crop (dlib's ResNet, for instance).
+``resize_crop(crop, size)``
+    An already aligned crop brought to another side length (area filter when shrinking).
 ``estimate_similarity(landmarks, size=112)``
     The 2x3 similarity (rotation, uniform scale, translation) taking the detected landmarks
     onto ``template_for(size)`` in the least-squares sense.
 ``align_face(image, face, size=112, border="constant")``
     One :class:`AlignedFace` (``crop`` (size, size, 3) uint8 RGB).
 ``align_faces(image, faces, sizes=(112,), border="constant")``
-    ``{size: [AlignedFace per face, in order]}``: decodes ``image`` once and warps every face
+    ``{size: [AlignedFace per face, in order]}``; a size may also be a :class:`CropSpec`
+    (size and template): decodes ``image`` once and warps every face
     once per requested size, which is how the pipeline feeds scorers with different
     ``crop_size``.
 
@@ -47,7 +52,7 @@ import numpy as np
 
 from ..io import ImageInput
 from ._rgb import as_rgb_array
-from .types import AlignedFace, DetectedFace
+from .types import AlignedFace, CropSpec, DetectedFace
 
 ARCFACE_TEMPLATE_112 = np.array(
     [
@@ -60,6 +65,8 @@ ARCFACE_TEMPLATE_112 = np.array(
     dtype=np.float64,
 )
 ARCFACE_TEMPLATE_112.setflags(write=False)
+ARCFACE_TEMPLATE = ARCFACE_TEMPLATE_112 / 112.0  # unit-square coordinates
+ARCFACE_TEMPLATE.setflags(write=False)
 
 BORDER_MODES = {
     "constant": cv2.BORDER_CONSTANT,
@@ -71,11 +78,19 @@ BORDER_MODES = {
 _ANTIALIAS_BELOW = 0.75
 
 
-def template_for(size: int) -> np.ndarray:
-    """``ARCFACE_TEMPLATE_112`` scaled to a ``size`` x ``size`` crop (same relative geometry)."""
+def template_for(size: int, template: np.ndarray | Sequence[Sequence[float]] | None = None) -> np.ndarray:
+    """The 5 template points in pixels of a ``size`` x ``size`` crop.
+
+    ``template``: the points in unit-square coordinates (default: ArcFace's geometry).
+    """
     if int(size) != size or size < 8:
         raise ValueError(f"crop size must be an integer >= 8, got {size!r}")
-    return ARCFACE_TEMPLATE_112 * (float(size) / 112.0)
+    if template is None:
+        return ARCFACE_TEMPLATE_112 * (float(size) / 112.0)
+    points = np.asarray(template, dtype=np.float64)
+    if points.shape != (5, 2) or not np.isfinite(points).all():
+        raise ValueError(f"an alignment template is 5 finite (x, y) points, got shape {points.shape}")
+    return points * float(size)
 
 
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
@@ -89,14 +104,15 @@ def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return pts
 
 
-def estimate_similarity(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+def estimate_similarity(landmarks: np.ndarray, size: int = 112,
+                        template: np.ndarray | Sequence[Sequence[float]] | None = None) -> np.ndarray:
     """2x3 float64 matrix of the least-squares similarity mapping ``landmarks`` to the template.
 
     ``landmarks``: (5, 2) points in photo pixels, ArcFace order. Apply the result to points
     with :func:`transform_points` or to the photo with ``cv2.warpAffine``.
     """
     src = _check_landmarks(landmarks)
-    dst = template_for(size)
+    dst = template_for(size, template)
     # x' = a x - b y + tx ;  y' = b x + a y + ty  -> rows of a 10x4 linear system.
     rows = np.zeros((10, 4))
     rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(5), np.zeros(5)])
@@ -163,25 +179,40 @@ def align_face(
 def align_faces(
     image: ImageInput,
     faces: Sequence[DetectedFace],
-    sizes: Iterable[int] = (112,),
+    sizes: Iterable[int | CropSpec] = (112,),
     border: str = "constant",
-) -> dict[int, list[AlignedFace]]:
+) -> dict[int | CropSpec, list[AlignedFace]]:
     """Align every face at every size: ``{size: [AlignedFace for each face, in order]}``.
 
-    The photo is decoded once; each crop is warped from the original photo at its own size
-    (never resized from another crop).
+    A size is an ``int`` (ArcFace template) or a :class:`CropSpec` (its own template); the
+    result is keyed by what was asked for. The photo is decoded once; each crop is warped from
+    the original photo at its own size (never resized from another crop).
     """
     flag = _border_flag(border)
-    sizes = list(dict.fromkeys(int(s) for s in sizes))
-    for s in sizes:
-        template_for(s)  # validates
+    wanted = list(dict.fromkeys(s if isinstance(s, CropSpec) else int(s) for s in sizes))
+    specs = {s: s if isinstance(s, CropSpec) else CropSpec(s) for s in wanted}
+    for spec in specs.values():
+        template_for(spec.size, spec.template)  # validates
     faces = list(faces)
     if not faces:
-        return {s: [] for s in sizes}
+        return {s: [] for s in wanted}
     rgb = as_rgb_array(image)
-    out: dict[int, list[AlignedFace]] = {s: [] for s in sizes}
+    out: dict[int | CropSpec, list[AlignedFace]] = {s: [] for s in wanted}
     for face in faces:
-        for s in sizes:
-            matrix = estimate_similarity(face.landmarks, s)
-            out[s].append(AlignedFace(crop=_warp(rgb, matrix, s, flag), face=face))
+        for key, spec in specs.items():
+            matrix = estimate_similarity(face.landmarks, spec.size, spec.template)
+            out[key].append(AlignedFace(crop=_warp(rgb, matrix, spec.size, flag), face=face))
     return out
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """An aligned crop at ``size`` x ``size``: area filter when shrinking, bilinear when enlarging.
+
+    For inputs that already are aligned crops; a crop cut from the photo should be warped at
+    its final size instead (see :func:`align_faces`), which keeps more detail.
+    """
+    crop = np.asarray(crop)
+    if crop.shape[:2] == (size, size):
+        return crop
+    shrinking = crop.shape[0] > size or crop.shape[1] > size
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,3 +34,26 @@ class AlignedFace:
 
     crop: np.ndarray  # (S, S, 3) uint8 RGB
     face: DetectedFace | None = None
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """What a consumer of aligned faces wants: the crop side and the template it was trained on.
+
+    ``template`` holds the 5 landmark positions in unit-square coordinates (ArcFace order);
+    ``None`` means the ArcFace template. It is a tuple so specs can key dictionaries: the face
+    cropper warps each face once per distinct spec however many scorers share it.
+    """
+
+    size: int
+    template: tuple[tuple[float, float], ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if int(self.size) != self.size or self.size < 8:
+            raise ValueError(f"crop size must be an integer >= 8, got {self.size!r}")
+        object.__setattr__(self, "size", int(self.size))
+        if self.template is not None:
+            points = tuple((float(x), float(y)) for x, y in self.template)
+            if len(points) != 5:
+                raise ValueError(f"an alignment template is 5 (x, y) points, got {len(points)}")
+            object.__setattr__(self, "template", points)

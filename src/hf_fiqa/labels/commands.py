@@ -84,23 +84,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read_rows_table(path: Path):
-    """(row indices, identities, rows left out) from a rows.csv of ``hf-fiqa embed``."""
-    import numpy as np
-    import pandas as pd
-
-    table = pd.read_csv(path, dtype={"identity": str}, keep_default_na=False)
-    missing = {"row", "identity"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{path} lacks the column(s) {sorted(missing)} (expected the rows.csv of hf-fiqa embed)")
-    keep = np.ones(len(table), dtype=bool)
-    if "ok" in table.columns:
-        keep = table["ok"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
-    rows = table["row"].to_numpy(dtype=np.int64)[keep]
-    identities = table["identity"].astype(str).to_numpy()[keep].astype(str)
-    return rows, identities, int((~keep).sum())
-
-
 def _load_inputs(args: argparse.Namespace):
     """(embeddings memory map, identities, selected rows or None, rows left out)."""
     import numpy as np
@@ -109,14 +92,11 @@ def _load_inputs(args: argparse.Namespace):
     for path in (args.embeddings, labels_path):
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
-    try:
-        embeddings = np.load(args.embeddings, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"cannot read embeddings {args.embeddings}: {exc}") from None
-    if not isinstance(embeddings, np.ndarray):
-        raise ValueError(f"{args.embeddings} is not a single .npy array")
+    from ..embedding.store import read_embeddings, usable_rows
+
+    embeddings = read_embeddings(args.embeddings, mmap=True)
     if args.rows is not None:
-        rows, identities, left_out = _read_rows_table(args.rows)
+        rows, identities, left_out = usable_rows(args.rows)
         return embeddings, identities, rows, left_out
     try:
         identities = np.load(args.identities, allow_pickle=False)

@@ -1,19 +1,11 @@
-"""Evaluation: IQA correlation with MOS, FIQA error-versus-discard (EDC/pAUC), baselines, reports.
+"""Evaluation: IQA correlation with MOS, FIQA error-versus-discard (EDC/pAUC), reports.
+
+The methods being evaluated (models, MagFace, weight-free baselines) live in :mod:`hf_fiqa.scorers`.
 
 Only numpy is imported eagerly; scipy, matplotlib and pandas load inside the functions that
 need them (the ``eval`` extra).
 """
 
-from .baselines import (
-    BASELINES,
-    DetectorConfidenceScorer,
-    FaceSizeScorer,
-    InterEyeDistanceScorer,
-    MissingDetectionError,
-    RandomScorer,
-    SharpnessScorer,
-    make_baseline,
-)
 from .correlation import correlation_table, fit_logistic, logistic4
 from .edc import (
     EDCResult,
@@ -33,16 +25,9 @@ from .pairs import Pairs, build_pairs, pair_similarities
 from .report import FIQAReport, evaluate_fiqa, write_iqa_report
 
 __all__ = [
-    "BASELINES",
-    "DetectorConfidenceScorer",
     "EDCResult",
     "FIQAReport",
-    "FaceSizeScorer",
-    "InterEyeDistanceScorer",
-    "MissingDetectionError",
     "Pairs",
-    "RandomScorer",
-    "SharpnessScorer",
     "Threshold",
     "build_pairs",
     "correlation_table",
@@ -55,7 +40,6 @@ __all__ = [
     "fnmr_at",
     "ideal_area",
     "logistic4",
-    "make_baseline",
     "pair_quality",
     "pair_similarities",
     "partial_area",

@@ -19,6 +19,26 @@ numbers comparable between quality methods (and with the literature) are:
    (Because the error is a ratio over the *kept* comparisons, the best achievable curve
    ``(e0 - x) / (1 - x)`` lies slightly above that line, so even a perfect ordering has a
    small positive ``pauc_minus_ideal``.)
+6. Gain toward ideal puts a pAUC on a scale where a random ordering scores 0 % and the best
+   possible ordering 100 %::
+
+       gain = (pAUC_random - pAUC) / (pAUC_random - pAUC_oracle)
+
+   * ``pAUC_random = e0 * L`` (:func:`random_area`). With qualities independent of the errors,
+     the expected error among the kept comparisons stays ``e0`` at every discard point, whatever
+     the tie structure, and the stepwise widths up to ``L`` add up to ``L``; so ``e0 * L`` is the
+     exact expectation of the stepwise pAUC, not only its large-M limit.
+   * ``pAUC_oracle`` (:func:`oracle_area`) is the stepwise pAUC of the ideal ordering on these
+     very comparisons: the ``E`` errors discarded first, one comparison per discard step, so
+     the curve points are ``(k/M, max(0, E - k) / (M - k))``. No ordering can do better (at
+     every discard count the kept errors are at least ``E - k``, and the oracle's error falls
+     monotonically), so ``gain <= 100 %``, with equality for an error-revealing quality without
+     ties among the errors. It is slightly above ``ideal_area`` (the continuous triangle, which
+     no stepwise ratio curve reaches) and is used instead of it so that 100 % is attainable.
+     A quality that ties all errors at one value (``quality = -error``) gets less than 100 %:
+     the tie is discarded in one step and the error holds ``e0`` until it is gone (rule 3).
+   * Negative gains are worse than random. The gain is NaN when ``pAUC_random == pAUC_oracle``
+     (``e0`` is 0 or 1, or ``L`` is 0): every ordering then has the same pAUC.
 
 Scores are similarities: a comparison is a match when ``score >= threshold``. Everything is
 vectorised (one sort plus cumulative sums), so millions of comparisons take about a second.
@@ -90,6 +110,9 @@ class EDCResult:
     n_pairs: int
     kind: Literal["fnm", "fm"] = "fnm"
     threshold_target: float | None = field(default=None)
+    random_pauc: float = float("nan")  # expected pAUC of a random ordering, e0 * L
+    oracle_pauc: float = float("nan")  # stepwise pAUC of the ideal ordering (errors first, no ties)
+    gain: float = float("nan")  # (random_pauc - pauc) / (random_pauc - oracle_pauc); 1.0 = 100 %
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields as plain Python values (for JSON reports)."""
@@ -104,6 +127,9 @@ class EDCResult:
             "pauc": self.pauc,
             "ideal_pauc": self.ideal_pauc,
             "pauc_minus_ideal": self.pauc_minus_ideal,
+            "random_pauc": self.random_pauc,
+            "oracle_pauc": self.oracle_pauc,
+            "gain": self.gain,
             "n_pairs": self.n_pairs,
         }
 
@@ -226,6 +252,35 @@ def ideal_area(e0: float, limit: float) -> float:
     return e0 * e0 / 2.0 - max(0.0, e0 - limit) ** 2 / 2.0
 
 
+def random_area(e0: float, limit: float) -> float:
+    """Expected stepwise pAUC up to ``limit`` of an ordering independent of the errors: ``e0 * limit``."""
+    return float(e0) * _rate(limit, "discard limit")
+
+
+def oracle_area(n_errors: int, n_pairs: int, limit: float) -> float:
+    """Stepwise pAUC up to ``limit`` of the ideal ordering of ``n_pairs`` comparisons, ``n_errors`` of them errors.
+
+    The errors are discarded first, one comparison per step: points ``(k/M, max(0, E - k)/(M - k))``
+    for ``k = 0..M-1``, then ``(1, 0)``; the same stepwise area as :func:`partial_area`. It is the
+    lowest pAUC any ordering of these comparisons can reach, and at least :func:`ideal_area`.
+    """
+    limit = _rate(limit, "discard limit")
+    m, e = int(n_pairs), int(n_errors)
+    if not 0 <= e <= m:
+        raise ValueError(f"need 0 <= n_errors <= n_pairs, got {e} and {m}")
+    k = np.arange(min(e, int(np.ceil(limit * m))), dtype=np.float64)  # steps that start before the limit
+    widths = np.minimum((k + 1) / m, limit) - np.minimum(k / m, limit)
+    return float(np.sum((e - k) / (m - k) * widths))
+
+
+def gain_toward_ideal(pauc: float, random_pauc: float, oracle_pauc: float) -> float:
+    """``(random - pauc) / (random - oracle)``: 0 = random ordering, 1 = ideal; NaN when random == oracle."""
+    denom = float(random_pauc) - float(oracle_pauc)
+    if not denom > 1e-12:
+        return float("nan")
+    return (float(random_pauc) - float(pauc)) / denom
+
+
 def _resolve_qualities(qualities: Any, pairs: Any | None, n_scores: int) -> np.ndarray:
     q = pair_quality(qualities, pairs) if pairs is not None else _scores(qualities, "comparison qualities")
     if q.shape[0] != n_scores:
@@ -246,6 +301,8 @@ def _finish(
     e0 = float(y[0])
     area = partial_area(x, y, limit)
     ideal = ideal_area(e0, limit)
+    random_pauc = random_area(e0, limit)
+    oracle_pauc = oracle_area(int(np.count_nonzero(errors)), int(q.shape[0]), limit)
     return EDCResult(
         discard_fractions=x,
         errors=y,
@@ -260,6 +317,9 @@ def _finish(
         discard_limit=limit,
         n_pairs=int(q.shape[0]),
         kind=kind,
+        random_pauc=random_pauc,
+        oracle_pauc=oracle_pauc,
+        gain=gain_toward_ideal(area, random_pauc, oracle_pauc),
     )
 
 

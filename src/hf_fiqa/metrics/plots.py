@@ -6,6 +6,7 @@ Figures are drawn on :class:`matplotlib.figure.Figure` with the Agg canvas rathe
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,11 +15,11 @@ import numpy as np
 from .edc import EDCResult
 
 
-def _new_figure(width: float = 6.4, height: float = 4.8):
+def _new_figure(width: float = 6.4, height: float = 4.8, layout: str | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=120)
+    fig = Figure(figsize=(width, height), dpi=120, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -45,8 +46,10 @@ def plot_edc(
     """Draw several methods' EDCs (same threshold) in one PNG.
 
     x: fraction of comparisons discarded, y: error rate (FNMR for FNM-EDCs). The legend carries
-    each method's pAUC up to the discard limit, which is marked with a dotted vertical line; the
-    dashed line is the ideal ``max(0, e0 - x)`` whose area ``pauc_minus_ideal`` subtracts.
+    each method's pAUC up to the discard limit (marked with a dotted vertical line) and its gain
+    toward ideal; the dashed line is the ideal ``max(0, e0 - x)`` whose area ``pauc_minus_ideal``
+    subtracts. The legend sits below the axes, outside them, so it never hides a curve; the
+    figure grows with the number of methods.
     """
     if not curves:
         raise ValueError("no EDC curves to plot")
@@ -54,16 +57,19 @@ def plot_edc(
     limit = first.discard_limit
     if x_max is None:
         x_max = min(1.0, max(0.5, 2.0 * limit))
-    fig = _new_figure()
+    n_entries = len(curves) + 1
+    n_cols = 1 if n_entries <= 4 else 2
+    fig = _new_figure(height=4.4 + 0.2 * math.ceil(n_entries / n_cols), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for name, res in curves.items():
+        gain = "n/a" if not np.isfinite(res.gain) else f"{100.0 * res.gain:.1f}%"
         xs_, ys_ = _step_points(res.discard_fractions, res.errors, x_max)
         ax.step(
             xs_,
             ys_,
             where="post",
             linewidth=1.4,
-            label=f"{name} (pAUC {res.pauc:.4f}, -ideal {res.pauc_minus_ideal:.4f})",
+            label=f"{name} (pAUC {res.pauc:.4f}, -ideal {res.pauc_minus_ideal:.4f}, gain {gain})",
         )
     xs = np.linspace(0.0, x_max, 200)
     ax.plot(xs, np.maximum(0.0, first.e0 - xs), "k--", linewidth=1.0, label=f"ideal (e0 {first.e0:.4f})")
@@ -76,10 +82,9 @@ def plot_edc(
     y_top = max(float(r.errors[r.discard_fractions <= x_max].max()) for r in curves.values())
     ax.set_ylim(0.0, max(1e-6, y_top) * 1.05)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=n_cols, frameon=False)
     subtitle = f"{first.n_pairs} pairs, threshold {first.threshold:.4f}, L={limit:g}"
     ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=9)
-    fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

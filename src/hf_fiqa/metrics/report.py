@@ -9,6 +9,21 @@ Two threshold families are reported because they answer different questions (REF
 thresholds from a target FMR show the operational effect, but with a weak recogniser FNMR at a
 strict FMR is so high that every EDC is nearly flat; a threshold from a starting FNMR (e.g. 0.1)
 keeps enough headroom for the orderings to separate.
+
+To make a ranking trustworthy, every (threshold, method) row also carries
+
+* ``gain``: ``(pAUC_random - pAUC) / (pAUC_random - pAUC_oracle)``, 0 % for a random ordering
+  (``pAUC_random = e0 * L``, the exact expectation of the stepwise pAUC) and 100 % for the ideal
+  ordering of these comparisons (``pAUC_oracle``, errors discarded first one by one); see
+  :mod:`hf_fiqa.metrics.edc`.
+* ``delta_pauc_vs_best_other``: ``pAUC(method) - pAUC(best other)``, where the best other is the
+  other method with the lowest pAUC at that threshold on the full set (negative: this method
+  beats every other one).
+* For FNM-EDCs, its 95 % identity-bootstrap percentile interval (``delta_pauc_ci_low`` /
+  ``delta_pauc_ci_high``) and ``ci_excludes_zero``: identities are resampled with replacement,
+  each genuine pair weighted by how often its identity was drawn, the threshold kept at its
+  full-set value and the comparator kept as the full-set best other (see
+  :mod:`hf_fiqa.metrics.bootstrap`).
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +39,14 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
+from .bootstrap import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CI_LEVEL,
+    bootstrap_paucs,
+    bootstrap_rng,
+    identity_counts,
+    percentile_interval,
+)
 from .edc import (
     DEFAULT_DISCARD_LIMIT,
     EDCResult,
@@ -36,7 +60,7 @@ from .edc import (
     threshold_for_fmr,
     threshold_for_fnmr,
 )
-from .pairs import DEFAULT_MAX_IMPOSTORS, build_pairs, normalise_embeddings, pair_similarities
+from .pairs import DEFAULT_MAX_IMPOSTORS, build_pairs, encode_identities, normalise_embeddings, pair_similarities
 
 DEFAULT_FMRS = (1e-3, 1e-2, 1e-4)
 DEFAULT_START_FNMRS = (0.1,)
@@ -69,6 +93,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if (v != 0 and abs(v) < 1e-3) else f"{v:.{digits}f}"
 
 
+def _fmt_signed(value: Any, digits: int = 4) -> str:
+    text = _fmt(value, digits)
+    return text if text == "n/a" or text.startswith("-") else f"+{text}"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
@@ -91,14 +120,47 @@ class FIQAReport:
     nan_qualities: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     n_dropped: int = 0  # samples left out for lack of a usable embedding
+    # comparisons["fnm" | "fm"][threshold_label][method]: best other, delta, bootstrap interval
+    comparisons: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    n_bootstrap: int = 0  # identity resamples behind the intervals (0: none computed)
+    ci_level: float = DEFAULT_CI_LEVEL
+    n_bootstrap_identities: int = 0  # identities owning genuine pairs: the resampling units
+    bootstrap_seconds: float = 0.0  # wall time of the bootstrap (not written to the reports)
+
+    def comparison(self, kind: str, label: str, method: str) -> dict[str, Any]:
+        """Best other method, pAUC difference and its interval for one row (empty values if none)."""
+        empty = {
+            "best_other": None,
+            "delta_pauc_vs_best_other": None,
+            "delta_pauc_ci_low": None,
+            "delta_pauc_ci_high": None,
+            "ci_excludes_zero": None,
+        }
+        return {**empty, **self.comparisons.get(kind, {}).get(label, {}).get(method, {})}
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat record per (threshold, method, EDC kind): the pAUC table."""
+        """One flat record per (threshold, method, EDC kind): the pAUC table.
+
+        Besides :meth:`EDCResult.summary` each record holds ``gain_percent`` (``100 * gain``),
+        ``best_other``, ``delta_pauc_vs_best_other``, ``delta_pauc_ci_low``/``_high``,
+        ``ci_excludes_zero``, ``ci_level`` and ``n_bootstrap`` (interval values are ``None`` for
+        FM-EDCs, with a single method, or when the bootstrap is off).
+        """
         out = []
-        for family in (self.curves, self.fm_curves):
+        for kind, family in (("fnm", self.curves), ("fm", self.fm_curves)):
             for label, by_method in family.items():
                 for method, res in by_method.items():
-                    out.append({"threshold_id": label, "method": method, **res.summary()})
+                    comp = self.comparison(kind, label, method)
+                    has_ci = comp["delta_pauc_ci_low"] is not None
+                    out.append({
+                        "threshold_id": label,
+                        "method": method,
+                        **res.summary(),
+                        "gain_percent": 100.0 * res.gain,
+                        **comp,
+                        "ci_level": self.ci_level if has_ci else None,
+                        "n_bootstrap": self.n_bootstrap if has_ci else 0,
+                    })
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +178,16 @@ class FIQAReport:
                 "thresholds": {
                     label: {"value": t.value, "source": t.source, "target": t.target, "fmr": t.fmr, "fnmr": t.fnmr}
                     for label, t in self.thresholds.items()
+                },
+                "bootstrap": {
+                    "n_resamples": self.n_bootstrap,
+                    "ci_level": self.ci_level,
+                    "seed": self.seed,
+                    "unit": "identity",
+                    "n_identities": self.n_bootstrap_identities,
+                    "threshold": "fixed at the full-set value",
+                    "comparator": "the other method with the lowest full-set pAUC at that threshold",
+                    "applies_to": "fnm",
                 },
                 "nan_qualities": self.nan_qualities,
                 "notes": self.notes,
@@ -137,8 +209,17 @@ class FIQAReport:
             "(lower is better); 'minus ideal' subtracts the area under max(0, e0 - x). "
             "The threshold is fixed once per table before discarding (ISO/IEC 29794-1).",
             "",
+            "**gain %** = 100 * (pAUC_random - pAUC) / (pAUC_random - pAUC_oracle): 0 % is a random ordering "
+            "(pAUC_random = e0 * L, the exact expected stepwise pAUC when quality says nothing about errors), "
+            "100 % the ideal ordering of these pairs (pAUC_oracle: errors discarded first, one pair per step; "
+            "slightly above the area under max(0, e0 - x), which no stepwise curve reaches); negative is worse "
+            "than random. **ΔpAUC vs best other** = pAUC of the method minus the lowest pAUC among the other "
+            "methods at that threshold (negative: the method beats all others).",
+            self._bootstrap_sentence(),
+            "",
         ]
-        for family, kind_name in ((self.curves, "FNM-EDC (genuine pairs)"), (self.fm_curves, "FM-EDC (impostor pairs)")):
+        families = (("fnm", self.curves, "FNM-EDC (genuine pairs)"), ("fm", self.fm_curves, "FM-EDC (impostor pairs)"))
+        for kind, family, kind_name in families:
             for label, by_method in family.items():
                 t = self.thresholds[label]
                 first = next(iter(by_method.values()))
@@ -152,13 +233,19 @@ class FIQAReport:
                     f"threshold {t.value:.6f}; e0 = {_fmt(first.e0)}; FMR = {_fmt(first.fmr)}; "
                     f"L = {first.discard_limit:g}; {first.n_pairs:,} pairs behind each figure.",
                     "",
-                    "| method | pAUC | pAUC minus ideal | e0 | FMR | pairs |",
-                    "| --- | ---: | ---: | ---: | ---: | ---: |",
+                    "| method | pAUC | pAUC minus ideal | e0 | FMR | pairs | gain % | best other | "
+                    "ΔpAUC vs best other | CI low | CI high | CI excludes 0 |",
+                    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | :---: |",
                 ]
                 for method, res in sorted(by_method.items(), key=lambda kv: kv[1].pauc):
+                    comp = self.comparison(kind, label, method)
+                    excludes = comp["ci_excludes_zero"]
                     lines.append(
                         f"| {method} | {_fmt(res.pauc)} | {_fmt(res.pauc_minus_ideal)} | {_fmt(res.e0)} | "
-                        f"{_fmt(res.fmr)} | {res.n_pairs:,} |"
+                        f"{_fmt(res.fmr)} | {res.n_pairs:,} | {_fmt(100.0 * res.gain, 1)} | "
+                        f"{comp['best_other'] or 'n/a'} | {_fmt_signed(comp['delta_pauc_vs_best_other'])} | "
+                        f"{_fmt_signed(comp['delta_pauc_ci_low'])} | {_fmt_signed(comp['delta_pauc_ci_high'])} | "
+                        f"{'n/a' if excludes is None else ('yes' if excludes else 'no')} |"
                     )
                 lines.append("")
         if self.nan_qualities:
@@ -167,6 +254,18 @@ class FIQAReport:
         if self.notes:
             lines += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
         return "\n".join(lines)
+
+    def _bootstrap_sentence(self) -> str:
+        level = f"{100 * self.ci_level:g} %"
+        if not self.n_bootstrap:
+            return "No bootstrap intervals (bootstrap off, or fewer than two methods)."
+        return (
+            f"CI: {level} percentile interval of ΔpAUC over {self.n_bootstrap:,} identity-bootstrap resamples "
+            f"(seed {self.seed}) of the {self.n_bootstrap_identities:,} identities with genuine pairs: identities "
+            "drawn with replacement, each genuine pair weighted by how often its identity was drawn, the threshold "
+            "kept at its full-set value and the comparator kept as the full-set best other; 'CI excludes 0' marks "
+            "a difference unlikely to come from which identities happened to be sampled. FNM-EDCs only."
+        )
 
     def write(self, output_dir: str | Path, title: str | None = None) -> dict[str, Path]:
         """Write ``pauc.json``, ``pauc.md``, ``edc_curves.npz`` and one EDC PNG per threshold."""
@@ -236,6 +335,8 @@ def evaluate_fiqa(
     nan_quality: Literal["lowest", "raise"] = "lowest",
     invalid_embeddings: Literal["drop", "raise"] = "drop",
     progress: bool = True,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    ci_level: float = DEFAULT_CI_LEVEL,
 ) -> FIQAReport:
     """FNM-EDCs (and optionally FM-EDCs) of several quality methods on one labelled set.
 
@@ -246,7 +347,19 @@ def evaluate_fiqa(
     ``invalid_embeddings="raise"``. The first FMR target is always
     evaluated (with a note when under-supported); further ones only when the impostor pairs
     number at least ``10 / fmr``.
+
+    Every EDC carries ``gain`` (0 = random ordering, 1 = ideal ordering; see
+    :mod:`hf_fiqa.metrics.edc`). With two or more methods, each row also gets the pAUC difference
+    to the best other method (lowest pAUC among the others, full set) and, for FNM-EDCs, the
+    ``ci_level`` percentile interval of that difference over ``bootstrap`` identity resamples
+    (seeded by ``seed``; ``bootstrap=0`` disables it): identities with genuine pairs are drawn
+    with replacement, each genuine pair weighted by its identity's draw count, with the threshold
+    FIXED at its full-set value (see :mod:`hf_fiqa.metrics.bootstrap`).
     """
+    if int(bootstrap) < 0:
+        raise ValueError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+    if not 0.0 < ci_level < 1.0:
+        raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}")
     try:
         raw = np.asarray(embeddings, dtype=np.float32)
     except (TypeError, ValueError):
@@ -316,6 +429,25 @@ def evaluate_fiqa(
             fm_curves[label] = {
                 name: fm_edc(impostor, q, threshold=t, discard_limit=discard_limit) for name, q in impostor_q.items()
             }
+    comparisons = {
+        "fnm": {label: _best_other_deltas(by_method) for label, by_method in curves.items()},
+        "fm": {label: _best_other_deltas(by_method) for label, by_method in fm_curves.items()},
+    }
+    n_boot, n_boot_ids, boot_seconds = 0, 0, 0.0
+    if bootstrap and len(genuine_q) >= 2 and curves:
+        started = time.perf_counter()
+        pair_codes = encode_identities(labels)[pairs.genuine[:, 0]]
+        _, pair_identity = np.unique(pair_codes, return_inverse=True)
+        n_boot_ids = int(pair_identity.max()) + 1
+        counts = identity_counts(n_boot_ids, int(bootstrap), bootstrap_rng(seed))
+        errors = {label: genuine < thresholds[label].value for label in curves}
+        resampled = bootstrap_paucs(pair_identity, genuine_q, errors, discard_limit, counts)
+        for label, by_method in comparisons["fnm"].items():
+            for method, comp in by_method.items():
+                diff = resampled[label][method] - resampled[label][comp["best_other"]]
+                low, high = percentile_interval(diff, ci_level)
+                comp.update(delta_pauc_ci_low=low, delta_pauc_ci_high=high, ci_excludes_zero=bool(low > 0 or high < 0))
+        n_boot, boot_seconds = int(bootstrap), time.perf_counter() - started
     return FIQAReport(
         n_samples=n,
         n_identities=int(np.unique(labels).shape[0]),
@@ -331,7 +463,24 @@ def evaluate_fiqa(
         nan_qualities=nan_counts,
         notes=notes,
         n_dropped=n_dropped if invalid_embeddings == "drop" else 0,
+        comparisons=comparisons,
+        n_bootstrap=n_boot,
+        ci_level=float(ci_level),
+        n_bootstrap_identities=n_boot_ids,
+        bootstrap_seconds=boot_seconds,
     )
+
+
+def _best_other_deltas(by_method: Mapping[str, EDCResult]) -> dict[str, dict[str, Any]]:
+    """For each method: the other method with the lowest pAUC (first in input order on ties) and the difference."""
+    out: dict[str, dict[str, Any]] = {}
+    for method, res in by_method.items():
+        others = [(r.pauc, name) for name, r in by_method.items() if name != method]
+        if not others:
+            continue
+        best = min(others, key=lambda pn: pn[0])[1]  # min keeps the first of equal pAUCs
+        out[method] = {"best_other": best, "delta_pauc_vs_best_other": res.pauc - by_method[best].pauc}
+    return out
 
 
 def correlation_markdown(table: Mapping[str, Any], title: str = "Image quality: agreement with MOS") -> str:

@@ -14,7 +14,7 @@ FACE_COLUMNS = ["path", "face_index", "x1", "y1", "x2", "y2", "detection_score",
 
 def expand_inputs(paths: list[str]) -> list[str]:
     """Files as given; folders expanded recursively to their image files, sorted."""
-    from ..models.embedding_inputs import IMAGE_SUFFIXES
+    from ..io import IMAGE_SUFFIXES
 
     out: list[str] = []
     for p in map(Path, paths):
@@ -63,10 +63,10 @@ class RowWriter:
 
 
 def _analyzer(args: argparse.Namespace):
+    from ..scorers import load_scorer
     from .face_quality import FaceQualityAnalyzer
-    from .model_scorer import load_quality_scorer
 
-    scorer = load_quality_scorer(args.model, device=args.device, batch_size=args.batch_size)
+    scorer = load_scorer(args.model, device=args.device, batch_size=args.batch_size)
     return FaceQualityAnalyzer(scorer, detector_weights=args.detector_weights, largest_face_only=args.largest_face_only,
                                min_face_size=args.min_face_size)
 

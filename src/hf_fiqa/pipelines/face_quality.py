@@ -1,8 +1,9 @@
 """Photo -> faces -> quality: the ``face-image-quality`` pipeline.
 
-:class:`FaceQualityAnalyzer` does the work with any :class:`~hf_fiqa.scoring.QualityScorer` (MANIQA, MagFace,
-a baseline): decode, detect, align at the scorer's crop size, then score the faces of many photos together in
-batches. :class:`FaceQualityPipeline` is the transformers face of it, built from a model folder or Hub id::
+:class:`FaceQualityAnalyzer` does the work with any :class:`~hf_fiqa.scorers.QualityScorer` (a quality model,
+MagFace, a baseline): the :class:`~hf_fiqa.faces.FaceCropper` decodes, detects and aligns at the scorer's crop,
+then the faces of many photos are scored together in batches. :class:`FaceQualityPipeline` is the transformers
+face of it, built from a model folder or Hub id::
 
     import hf_fiqa
     from transformers import pipeline
@@ -17,104 +18,82 @@ thousands costs one record, not the run.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 from transformers import Pipeline
 
-from ..faces.alignment import align_faces
-from ..faces.types import AlignedFace, DetectedFace
+from ..faces.cropper import NO_FACE, CroppedPhoto, FaceCropper
+from ..faces.types import AlignedFace
 from ..io import ImageReadError, describe, load_image
-from ..scoring import QualityScorer
-from .model_scorer import ImageQualityModelScorer, scorer_for_model
+from ..scorers import QualityScorer, crop_spec, scorer_for_model
 
-NO_FACE = "no face detected"
+__all__ = ["NO_FACE", "FaceQualityAnalyzer", "FaceQualityPipeline", "ScoredPhoto"]
 
 
 @dataclass
-class PreparedPhoto:
-    """One input after detection and alignment, waiting for its faces' scores."""
+class ScoredPhoto:
+    """One cropped photo and, once its batch has run, one score per kept face."""
 
-    source: str
-    faces: list[DetectedFace] = field(default_factory=list)
-    crops: list[AlignedFace] = field(default_factory=list)
+    photo: CroppedPhoto
     scores: np.ndarray | None = None
-    reason: str | None = None
-    error: str | None = None
 
 
 class FaceQualityAnalyzer:
     """Detect, align and score faces with any quality scorer.
 
     Args:
-        scorer: what turns aligned crops into qualities; its ``crop_size`` sets the alignment size.
-        detector: a :class:`hf_fiqa.faces.FaceDetector`; built lazily (YuNet, ``detector_weights``) when first needed.
-        largest_face_only: keep only the largest face of each photo (portrait / ID-photo use).
-        min_face_size: ignore faces whose box is smaller than this many pixels on its shorter side.
+        scorer: what turns aligned crops into qualities; its crop size and template set the alignment.
+        detector, detector_weights, border: passed to the :class:`~hf_fiqa.faces.FaceCropper` (YuNet by default).
+        largest_face_only: default face selection: only the largest face of each photo (portrait / ID use).
+        min_face_size: default filter: ignore faces whose box is smaller than this on its shorter side.
         chunk_size: photos decoded and aligned before their faces are scored together; bounds memory.
+
+    Every method takes the selection options as arguments too, so one analyzer serves calls with
+    different options without being changed.
     """
 
-    def __init__(self, scorer: QualityScorer, detector=None, detector_weights: str | None = None,
+    def __init__(self, scorer: QualityScorer, detector: Any = None, detector_weights: str | None = None,
                  largest_face_only: bool = False, min_face_size: float = 0.0, chunk_size: int = 64,
                  border: str = "constant"):
         self.scorer = scorer
-        self._detector = detector
-        self.detector_weights = detector_weights
+        self.cropper = FaceCropper(detector, detector_weights, border=border)
         self.largest_face_only = largest_face_only
         self.min_face_size = float(min_face_size)
         self.chunk_size = int(chunk_size)
-        self.border = border
 
     @property
-    def detector(self):
-        if self._detector is None:
-            from ..faces.detection import YuNetDetector
-
-            self._detector = YuNetDetector(self.detector_weights)
-        return self._detector
+    def detector(self) -> Any:
+        return self.cropper.detector
 
     # -- stages -------------------------------------------------------------------------------------------------
-    def prepare(self, item: Any) -> PreparedPhoto:
+    def prepare(self, item: Any, largest_face_only: bool | None = None, min_face_size: float | None = None) -> ScoredPhoto:
         """Decode, detect and align one photo; failures become a record, never an exception."""
-        photo = PreparedPhoto(source=describe(item))
-        try:
-            rgb = np.asarray(load_image(item))
-        except ImageReadError as exc:
-            photo.error = str(exc)
-            return photo
-        faces = self.detector.detect(rgb)
-        if not faces:
-            photo.reason = NO_FACE
-            return photo
-        kept = [f for f in faces if f.size >= self.min_face_size]
-        if not kept:
-            photo.reason = f"no face of at least {self.min_face_size:g} px ({len(faces)} smaller found)"
-            return photo
-        if self.largest_face_only:
-            kept = [max(kept, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))]
-        photo.faces = kept
-        photo.crops = align_faces(rgb, kept, sizes=(self.scorer.crop_size,), border=self.border)[self.scorer.crop_size]
-        return photo
+        largest = self.largest_face_only if largest_face_only is None else largest_face_only
+        photo = self.cropper(item, specs=(crop_spec(self.scorer),), select="largest" if largest else "all",
+                             min_face_size=self.min_face_size if min_face_size is None else float(min_face_size))
+        return ScoredPhoto(photo)
 
-    def score_prepared(self, photos: Sequence[PreparedPhoto]) -> None:
+    def score_prepared(self, photos: Sequence[ScoredPhoto], batch_size: int | None = None) -> None:
         """Score the faces of several photos in one go (the scorer batches them)."""
-        crops = [crop for photo in photos for crop in photo.crops]
+        spec = crop_spec(self.scorer)
+        crops = [crop for p in photos for crop in p.photo.crops.get(spec, [])]
         if not crops:
             return
-        scores = np.asarray(self.scorer.score(crops), dtype=np.float64)
+        scores = np.asarray(self.scorer.score(crops, batch_size=batch_size), dtype=np.float64)
         start = 0
-        for photo in photos:
-            photo.scores = scores[start:start + len(photo.crops)]
-            start += len(photo.crops)
+        for p in photos:
+            n = len(p.photo.faces)
+            p.scores = scores[start:start + n]
+            start += n
 
     @staticmethod
-    def to_record(photo: PreparedPhoto) -> dict[str, Any]:
-        faces = []
-        if photo.scores is not None:
-            for index, (face, quality) in enumerate(zip(photo.faces, photo.scores)):
+    def to_record(scored: ScoredPhoto) -> dict[str, Any]:
+        photo, faces = scored.photo, []
+        if scored.scores is not None:
+            for index, (face, quality) in enumerate(zip(photo.faces, scored.scores)):
                 faces.append({
                     "face_index": index,
                     "box": [round(float(v), 2) for v in face.box],
@@ -126,46 +105,38 @@ class FaceQualityAnalyzer:
         return {"input": photo.source, "faces": faces, "reason": photo.reason, "error": photo.error}
 
     # -- entry points -------------------------------------------------------------------------------------------
-    def iter_records(self, items: Iterable[Any], progress: bool = False, total: int | None = None) -> Iterator[dict]:
+    def iter_records(self, items: Iterable[Any], progress: bool = False, total: int | None = None,
+                     largest_face_only: bool | None = None, min_face_size: float | None = None,
+                     batch_size: int | None = None) -> Iterator[dict]:
         """Yield one record per input, in input order, scoring faces ``chunk_size`` photos at a time."""
         bar = tqdm(total=total, unit="photo", disable=not progress, desc="scoring faces")
-        chunk: list[PreparedPhoto] = []
+        chunk: list[ScoredPhoto] = []
         for item in items:
-            chunk.append(self.prepare(item))
+            chunk.append(self.prepare(item, largest_face_only, min_face_size))
             if len(chunk) >= self.chunk_size:
-                yield from self._flush(chunk, bar)
+                yield from self._flush(chunk, bar, batch_size)
                 chunk = []
-        yield from self._flush(chunk, bar)
+        yield from self._flush(chunk, bar, batch_size)
         bar.close()
 
-    def _flush(self, chunk: list[PreparedPhoto], bar) -> Iterator[dict]:
-        self.score_prepared(chunk)
+    def _flush(self, chunk: list[ScoredPhoto], bar: Any, batch_size: int | None) -> Iterator[dict]:
+        self.score_prepared(chunk, batch_size)
         for photo in chunk:
             bar.update(1)
             yield self.to_record(photo)
 
-    def score_aligned(self, items: Sequence[Any]) -> list[dict[str, Any]]:
-        """Score inputs that already are aligned face crops: one quality per input, no detection."""
+    def score_aligned(self, items: Sequence[Any], batch_size: int | None = None) -> list[dict[str, Any]]:
+        """Score inputs that already are aligned face crops (any size): one quality per input, no detection."""
         records: list[dict[str, Any]] = [{"input": describe(item), "quality": None, "error": None} for item in items]
         crops, owners = [], []
         for index, item in enumerate(items):
             try:
-                image = np.asarray(load_image(item))
+                crops.append(AlignedFace(crop=np.asarray(load_image(item))))
+                owners.append(index)
             except ImageReadError as exc:
                 records[index]["error"] = str(exc)
-                continue
-            if image.shape[:2] != (self.scorer.crop_size,) * 2 and not isinstance(self.scorer, ImageQualityModelScorer):
-                import cv2
-
-                image = cv2.resize(image, (self.scorer.crop_size,) * 2, interpolation=cv2.INTER_AREA)
-            crops.append(AlignedFace(crop=image))
-            owners.append(index)
         if crops:
-            if isinstance(self.scorer, ImageQualityModelScorer):  # the processor handles any crop size
-                scores = self.scorer.score_images([c.crop for c in crops])
-            else:
-                scores = self.scorer.score(crops)
-            for index, quality in zip(owners, scores):
+            for index, quality in zip(owners, self.scorer.score(crops, batch_size=batch_size)):
                 records[index]["quality"] = float(quality)
         return records
 
@@ -199,28 +170,23 @@ class FaceQualityPipeline(Pipeline):
         options = {**self._preprocess_params, **self._sanitize_parameters(**kwargs)[0]}
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
-        # Call options apply to this call only: work on shallow copies (they share the model and detector).
-        if not options.get("aligned", False):
-            self.analyzer.detector  # build the shared detector once, before copying
-        analyzer = copy.copy(self.analyzer)
-        analyzer.largest_face_only = bool(options.get("largest_face_only", False))
-        analyzer.min_face_size = float(options.get("min_face_size", 0.0))
-        if "batch_size" in options and hasattr(analyzer.scorer, "batch_size"):
-            analyzer.scorer = copy.copy(analyzer.scorer)
-            analyzer.scorer.batch_size = int(options["batch_size"])
+        batch_size = options.get("batch_size")
         if options.get("aligned", False):
-            records = analyzer.score_aligned(items)
+            records = self.analyzer.score_aligned(items, batch_size=batch_size)
         else:
-            records = list(analyzer.iter_records(items, progress=bool(options.get("progress", False)), total=len(items)))
+            records = list(self.analyzer.iter_records(
+                items, progress=bool(options.get("progress", False)), total=len(items),
+                largest_face_only=bool(options.get("largest_face_only", False)),
+                min_face_size=float(options.get("min_face_size", 0.0)), batch_size=batch_size))
         return records[0] if single else records
 
     # The transformers Pipeline contract, one photo at a time (``__call__`` batches faces across photos instead).
-    def preprocess(self, item: Any, **kwargs: Any) -> PreparedPhoto:
-        return self.analyzer.prepare(item)
+    def preprocess(self, item: Any, **kwargs: Any) -> ScoredPhoto:
+        return self.analyzer.prepare(item, kwargs.get("largest_face_only"), kwargs.get("min_face_size"))
 
-    def _forward(self, photo: PreparedPhoto, **kwargs: Any) -> PreparedPhoto:
+    def _forward(self, photo: ScoredPhoto, **kwargs: Any) -> ScoredPhoto:
         self.analyzer.score_prepared([photo])
         return photo
 
-    def postprocess(self, photo: PreparedPhoto, **kwargs: Any) -> dict[str, Any]:
+    def postprocess(self, photo: ScoredPhoto, **kwargs: Any) -> dict[str, Any]:
         return self.analyzer.to_record(photo)

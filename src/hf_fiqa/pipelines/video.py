@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..faces.alignment import align_faces
+from ..faces.cropper import face_area, select_faces
 from ..faces.types import DetectedFace
+from ..scorers import crop_spec
 from .face_quality import FaceQualityAnalyzer
 
 
@@ -78,7 +79,7 @@ class MainFaceTracker:
                 return None
         if not faces:
             return None
-        largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        largest = max(faces, key=face_area)
         self.box, self.lost = largest.box, 0
         return largest
 
@@ -103,6 +104,7 @@ def score_video(path: str | Path, analyzer: FaceQualityAnalyzer, every_n: int | 
         result.error = f"cannot open video {path}: {exc}"
         return result
     tracker = MainFaceTracker()
+    spec = crop_spec(analyzer.scorer)
     pending: list[tuple[FrameQuality, Any]] = []
     with container:
         if not container.streams.video:
@@ -123,14 +125,13 @@ def score_video(path: str | Path, analyzer: FaceQualityAnalyzer, every_n: int | 
                 rgb = frame.to_ndarray(format="rgb24")
                 time = float(frame.time) if frame.time is not None else (index / fps if fps else float(index))
                 record = FrameQuality(frame_index=index, time=round(time, 4))
-                faces = analyzer.detector.detect(rgb)
+                faces = analyzer.cropper.detector.detect(rgb)
                 record.num_faces = len(faces)
-                face = tracker.update([f for f in faces if f.size >= analyzer.min_face_size])
+                face = tracker.update(select_faces(faces, "all", analyzer.min_face_size)[0])
                 if face is not None:
                     record.box = [round(float(v), 2) for v in face.box]
                     record.detection_score = round(float(face.score), 4)
-                    crop = align_faces(rgb, [face], sizes=(analyzer.scorer.crop_size,))[analyzer.scorer.crop_size][0]
-                    pending.append((record, crop))
+                    pending.append((record, analyzer.cropper.align(rgb, [face], [spec])[spec][0]))
                 result.frames.append(record)
                 bar.update(1)
                 if len(pending) >= batch_frames:

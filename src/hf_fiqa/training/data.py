@@ -52,23 +52,40 @@ class ExampleDataset(torch.utils.data.Dataset):
 
 
 # -- transforms -------------------------------------------------------------------------------------------------
-def train_transform(size: int, mean: list[float], std: list[float], views: str) -> Callable:
+def train_transform(size: int, mean: list[float], std: list[float], views: str, channel_order: str = "RGB") -> Callable:
     """MANIQA-style augmentation and a horizontal flip. ``views``: ``random_crop`` takes a ``size`` crop at the
     image's own resolution (what the paper does: distortions stay visible), ``resize`` squeezes the whole image
-    (aligned faces, which already are the whole input)."""
+    (aligned faces, which already are the whole input). ``mean``/``std`` and ``channel_order`` are the image
+    processor's, so training sees pixels normalised as inference does."""
     import torchvision.transforms.v2 as T
 
     first = T.Resize((size, size), antialias=True) if views == "resize" else T.RandomCrop(size, pad_if_needed=True)
-    return T.Compose([T.ToImage(), first, T.RandomHorizontalFlip(), T.ToDtype(torch.float32, scale=True),
-                      T.Normalize(mean, std)])
+    steps = [T.ToImage(), first, T.RandomHorizontalFlip(), T.ToDtype(torch.float32, scale=True)]
+    if channel_order == "BGR":
+        steps.append(_ToBGR())
+    return T.Compose(steps + [T.Normalize(mean, std)])
 
 
-def eval_transform(size: int, mean: list[float], std: list[float], views: str = "resize") -> Callable:
-    """Deterministic counterpart of :func:`train_transform`: the resized image or the centre crop."""
-    import torchvision.transforms.v2 as T
+class _ToBGR:
+    """(3, H, W) RGB -> BGR, for checkpoints trained on OpenCV-ordered pixels (MagFace)."""
 
-    first = T.Resize((size, size), antialias=True) if views == "resize" else T.CenterCrop(size)
-    return T.Compose([T.ToImage(), first, T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.flip(0)
+
+
+class ProcessorTransform:
+    """The exported image processor as a validation transform: validation scores exactly the view and the
+    normalisation that inference (``hf-fiqa``'s scorers and pipeline) will use. One view per image."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = self.processor(image, return_tensors="pt")["pixel_values"]
+        if len(pixels) != 1:
+            raise ValueError(f"{type(self.processor).__name__} makes {len(pixels)} views per image; validation "
+                             "needs a single-view policy (resize or center_crop)")
+        return pixels[0]
 
 
 # -- sources ----------------------------------------------------------------------------------------------------
@@ -94,7 +111,7 @@ def _photos(root: str, limit: int | None) -> Any:
     from datasets import Dataset, Features, Image as ImageFeature, Value
 
     from ..data import load_identity_folder
-    from ..models.embedding_inputs import IMAGE_SUFFIXES
+    from ..io import IMAGE_SUFFIXES
 
     path = Path(root)
     if path.is_file() or (path / "labels.csv").is_file():
@@ -181,13 +198,17 @@ def load_fiqa(config: TrainConfig, size: int) -> TaskData:
     import pandas as pd
     from datasets import Dataset, Features, Image as ImageFeature, Value
 
+    from ..embedding.store import EmbeddingFormatError, read_embeddings, read_rows
+
     data = config.data
-    rows = pd.read_csv(data.rows)
+    try:
+        rows = read_rows(data.rows, required=("row", "path", "identity"))
+    except EmbeddingFormatError as exc:
+        raise ConfigError(f"data.rows: {exc}") from None
     labels = pd.read_parquet(data.labels)
-    for frame, name, columns in ((rows, data.rows, {"row", "path", "identity"}), (labels, data.labels, {"row", "quality"})):
-        missing = columns - set(frame.columns)
-        if missing:
-            raise ConfigError(f"{name} lacks column(s) {sorted(missing)}")
+    missing = {"row", "quality"} - set(labels.columns)
+    if missing:
+        raise ConfigError(f"{data.labels} lacks column(s) {sorted(missing)}")
     table = rows.merge(labels[["row", "quality"]], on="row", how="inner")
     if table.empty:
         raise ConfigError(f"no row of {data.labels} matches a row of {data.rows}")
@@ -205,7 +226,7 @@ def load_fiqa(config: TrainConfig, size: int) -> TaskData:
     train, val = _split_by_group(ds, list(ds["identity"]), data.val_fraction, config.seed)
     embeddings = None
     if data.embeddings:
-        embeddings = np.load(data.embeddings, mmap_mode="r")[np.asarray(val["row"])].astype(np.float32)
+        embeddings = read_embeddings(data.embeddings, mmap=True)[np.asarray(val["row"])].astype(np.float32)
     labels_arr = np.asarray(train["label"], dtype=np.float64)
     return TaskData(train=train, validation=val, label_range=(float(labels_arr.min()), float(labels_arr.max())),
                     val_embeddings=embeddings)

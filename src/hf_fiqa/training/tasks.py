@@ -3,6 +3,9 @@
 - ``iqa``: MANIQA regressing MOS (labels min-max scaled to [0, 1] as in the paper, MSE);
 - ``fiqa``: MANIQA on aligned face crops regressing SDD-FIQA pseudo-labels (SmoothL1, as SDD-FIQA's regressor);
 - ``recognition``: iResNet / MobileFaceNet with an ArcFace or MagFace head on identities.
+
+Each task builds the image processor it exports, and validation reads images through that processor, so the
+validation metrics measure what the exported folder does at inference.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig
-from .data import ExampleDataset, TaskData, eval_transform, load_fiqa, load_iqa, load_recognition, train_transform
+from .data import ExampleDataset, ProcessorTransform, TaskData, load_fiqa, load_iqa, load_recognition, train_transform
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +86,26 @@ class QualityRegressionTask(Task):
             raise ConfigError(f"training labels are all equal ({lo}); nothing to learn")
         if config.task == "fiqa" and (lo < 0 or hi > 100):
             raise ConfigError(f"pseudo-labels must lie in [0, 100], found [{lo}, {hi}]")
+        # The model maps its [0, 1] output back to these units (MANIQAConfig.label_range); the loss stays on [0, 1].
         self.model_config.label_range = [lo, hi]
         scale = lambda y: np.float32((float(y) - lo) / (hi - lo))  # noqa: E731
-        mean, std = [0.5] * 3, [0.5] * 3
+        self.processor = self.image_processor()
+        mean, std = self.processor.image_mean, self.processor.image_std
         views = "resize" if config.task == "fiqa" else "random_crop"
         train = ExampleDataset(self.data.train, train_transform(self.image_size, mean, std, views), scale)
-        val = ExampleDataset(self.data.validation, eval_transform(self.image_size, mean, std, views), float)
+        val = ExampleDataset(self.data.validation, ProcessorTransform(self.processor), float)
         return self.data, train, val
+
+    def image_processor(self):
+        """What gets exported, and what validation reads images through: the deterministic view matching the
+        training views. ``fiqa`` trains on whole aligned faces squeezed to the input size: ``policy="resize"``.
+        ``iqa`` trains on random crops at the image's own resolution (distortions stay visible):
+        ``policy="center_crop"``. The face pipeline aligns faces at ``crop_size``, where both policies are the
+        whole crop, so it scores exactly the view validation scores."""
+        from ..models.maniqa import MANIQAImageProcessor
+
+        policy = "resize" if self.config.task == "fiqa" else "center_crop"
+        return MANIQAImageProcessor(crop_size=self.image_size, policy=policy)
 
     def sample_weights(self) -> np.ndarray | None:
         """Balanced sampling over 10 label bins: pseudo-labels are Beta-shaped, most faces sit mid-range."""
@@ -108,14 +124,13 @@ class QualityRegressionTask(Task):
     def evaluate(self, model, loader, accelerator) -> dict[str, float]:
         from ..metrics import correlation_table
 
-        lo, hi = self.data.label_range
         preds, targets = [], []
         for pixels, labels in loader:
-            score = model(pixel_values=pixels).score.float()
+            score = model(pixel_values=pixels).score.float()  # in label units (config.label_range)
             score, labels = accelerator.gather_for_metrics((score, labels.to(score.device)))
             preds.append(score.cpu().numpy())
             targets.append(labels.float().cpu().numpy())
-        pred = np.concatenate(preds).astype(np.float64) * (hi - lo) + lo
+        pred = np.concatenate(preds).astype(np.float64)
         target = np.concatenate(targets).astype(np.float64)
         table = correlation_table(pred, target)
         metrics = {k: float(table[k]) for k in ("srcc", "plcc_raw", "krcc", "rmse_raw") if k in table}
@@ -136,10 +151,8 @@ class QualityRegressionTask(Task):
         return {f"pauc_{label}": float(by_method["model"].pauc) for label, by_method in report.curves.items()}
 
     def export(self, model, folder: Path) -> None:
-        from ..models.maniqa import MANIQAImageProcessor
-
         model.save_pretrained(folder)
-        MANIQAImageProcessor(crop_size=self.image_size, policy="resize").save_pretrained(folder)
+        self.processor.save_pretrained(folder)
 
 
 def _load_pretrained_vit(model: nn.Module) -> None:
@@ -206,10 +219,24 @@ class RecognitionTask(Task):
             self.head = head_cls(self.model_config.embedding_size, self.data.num_classes, **cfg.head_kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model.head_kwargs: {exc}") from None
-        mean, std = list(self.model_config.image_mean), list(self.model_config.image_std)
-        train = ExampleDataset(self.data.train, train_transform(self.image_size, mean, std, "resize"), int)
-        val = ExampleDataset(self.data.validation, eval_transform(self.image_size, mean, std), int)
+        self.processor = self.image_processor()
+        p = self.processor
+        train = ExampleDataset(self.data.train, train_transform(self.image_size, p.image_mean, p.image_std, "resize",
+                                                               p.channel_order), int)
+        val = ExampleDataset(self.data.validation, ProcessorTransform(p), int)
         return self.data, train, val
+
+    def image_processor(self):
+        """The processor of ``model.init_from`` when it has one; otherwise one for the model's input size (with the
+        normalisation an older config carries, or the ArcFace convention: RGB, mean = std = 0.5)."""
+        from ..models.iresnet import IResNetImageProcessor
+
+        if self.config.model.init_from:
+            try:
+                return IResNetImageProcessor.from_pretrained(self.config.model.init_from)
+            except (OSError, ValueError):
+                pass
+        return IResNetImageProcessor.from_model_config(self.model_config)
 
     def wrap(self, backbone: nn.Module) -> nn.Module:
         return RecognitionModule(backbone, self.head)
@@ -238,6 +265,7 @@ class RecognitionTask(Task):
     def export(self, model, folder: Path) -> None:
         backbone = model.backbone if isinstance(model, RecognitionModule) else model
         backbone.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
 
 
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:

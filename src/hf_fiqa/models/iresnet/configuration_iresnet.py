@@ -30,19 +30,8 @@ def _positive_ints(name: str, value: Sequence[int], length: int) -> list[int]:
     return items
 
 
-def _normalisation(name: str, value: Sequence[float], positive: bool) -> list[float]:
-    try:
-        items = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be 3 numbers (one per channel), got {value!r}") from None
-    if len(items) != 3 or (positive and any(v <= 0 for v in items)):
-        kind = "positive numbers" if positive else "numbers"
-        raise ValueError(f"{name} must be 3 {kind} (one per channel), got {list(value)!r}")
-    return items
-
-
 class IResNetConfig(PretrainedConfig):
-    """Shape and input convention of an iResNet face embedder.
+    """Shape of an iResNet face embedder.
 
     Args:
         depth: a published depth (18, 34, 50, 100, 200); sets ``layers``. ``None`` when
@@ -59,10 +48,11 @@ class IResNetConfig(PretrainedConfig):
         dropout: dropout on the flattened feature map before ``fc`` (training only).
         bn_eps: BatchNorm epsilon: 1e-5 in ``arcface_torch``, 2e-5 in MagFace's released code.
             It is part of the function the weights were trained for, so converters set it.
-        image_mean, image_std, channel_order: how uint8 pixels become ``pixel_values``:
-            ``(x / 255 - mean) / std`` in ``channel_order``. ``arcface_torch`` models use
-            mean = std = 0.5 on RGB; MagFace's release uses mean 0, std 1 on BGR (OpenCV order).
-            Getting this wrong silently ruins embeddings, so it travels with the weights.
+
+    How uint8 pixels become ``pixel_values`` (mean, std, channel order) is the image processor's
+    business (:class:`IResNetImageProcessor`, saved next to the weights). Configs saved before it
+    existed carry ``image_mean``/``image_std``/``channel_order`` keys; they still load (as plain
+    attributes) and ``IResNetImageProcessor.from_model_config`` reads them.
     """
 
     model_type = "iresnet"
@@ -78,9 +68,6 @@ class IResNetConfig(PretrainedConfig):
         num_channels: int = 3,
         dropout: float = 0.0,
         bn_eps: float = 1e-5,
-        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-        image_std: Sequence[float] = (0.5, 0.5, 0.5),
-        channel_order: str = "RGB",
         **kwargs,
     ):
         if depth is None and layers is None:
@@ -107,11 +94,6 @@ class IResNetConfig(PretrainedConfig):
         if not float(bn_eps) > 0:
             raise ValueError(f"bn_eps must be positive, got {bn_eps!r}")
         self.bn_eps = float(bn_eps)
-        self.image_mean = _normalisation("image_mean", image_mean, positive=False)
-        self.image_std = _normalisation("image_std", image_std, positive=True)
-        if channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
-        self.channel_order = channel_order
         super().__init__(**kwargs)
 
     @property

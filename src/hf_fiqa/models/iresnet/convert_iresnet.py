@@ -14,8 +14,9 @@ Two layouts are understood:
     class-centre head, which is dropped. Input convention of MagFace's ``gen_feat.py``: OpenCV
     BGR, ``x / 255`` (mean 0, std 1); BatchNorm eps 2e-5.
 
-The converter infers depth, widths and embedding size from tensor shapes, and reports every
-missing, unexpected or wrong-shape key in one error instead of loading partially.
+The converter infers depth, widths and embedding size from tensor shapes, writes the layout's
+input convention to the image processor, and reports every missing, unexpected or wrong-shape key
+in one :class:`~hf_fiqa.models.conversion.CheckpointError` instead of loading partially.
 Checkpoints are read with ``torch.load(weights_only=True)`` (or safetensors): nothing is unpickled.
 """
 
@@ -30,15 +31,19 @@ from typing import Any
 
 import torch
 
+from ..conversion import CheckpointError, compare_state_dicts, load_torch_checkpoint
 from .configuration_iresnet import IRESNET_DEPTHS, IResNetConfig
+from .image_processing_iresnet import IResNetImageProcessor
 from .modeling_iresnet import IResNetModel
 
 LAYOUTS = ("auto", "arcface_torch", "magface")
 
-# The input convention and BatchNorm epsilon each release was trained with.
-LAYOUT_CONVENTIONS: dict[str, dict[str, Any]] = {
-    "arcface_torch": {"bn_eps": 1e-5, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "channel_order": "RGB"},
-    "magface": {"bn_eps": 2e-5, "image_mean": [0.0] * 3, "image_std": [1.0] * 3, "channel_order": "BGR"},
+# The BatchNorm epsilon each release was trained with (a config value) ...
+LAYOUT_BN_EPS: dict[str, float] = {"arcface_torch": 1e-5, "magface": 2e-5}
+# ... and its input convention (written to the image processor).
+LAYOUT_PIXELS: dict[str, dict[str, Any]] = {
+    "arcface_torch": {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "channel_order": "RGB"},
+    "magface": {"image_mean": [0.0] * 3, "image_std": [1.0] * 3, "channel_order": "BGR"},
 }
 
 _WRAPPER_KEYS = ("state_dict", "state_dict_backbone", "model_state_dict", "model", "backbone")
@@ -46,57 +51,14 @@ _MAGFACE_PREFIXES = ("features.module.", "module.features.")
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model; lists every offending key at once."""
-
-    def __init__(
-        self,
-        source: str,
-        missing: list[str] | None = None,
-        unexpected: list[str] | None = None,
-        wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] | None = None,
-        note: str = "",
-    ):
-        self.missing = sorted(missing or [])
-        self.unexpected = sorted(unexpected or [])
-        self.wrong_shape = sorted(wrong_shape or [])
-        lines = [f"checkpoint {source} does not match the iResNet model" + (f" ({note})" if note else "") + ":"]
-        if self.missing:
-            lines.append(f"  missing keys ({len(self.missing)}): {_preview(self.missing)}")
-        if self.unexpected:
-            lines.append(f"  unexpected keys ({len(self.unexpected)}): {_preview(self.unexpected)}")
-        if self.wrong_shape:
-            shown = [f"{k} checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in self.wrong_shape]
-            lines.append(f"  wrong-shape keys ({len(self.wrong_shape)}): {_preview(shown)}")
-        super().__init__("\n".join(lines))
-
-
-def _preview(items: list[str], limit: int = 25) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
-
-
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint file as a flat ``{key: tensor}`` dict, unwrapping training wrappers.
 
     ``.safetensors`` files are read with safetensors; anything else with
-    ``torch.load(weights_only=True)``, so a malicious pickle cannot execute code.
+    ``torch.load(weights_only=True)``, so a malicious pickle cannot execute code. A missing file
+    raises ``FileNotFoundError``; an unreadable one :class:`CheckpointError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        obj: Any = load_file(str(path))
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for foreign/unsafe pickles
-            raise ValueError(
-                f"cannot read checkpoint {path} with torch.load(weights_only=True): {type(exc).__name__}: {exc}"
-            ) from None
-    return unwrap_state_dict(obj, str(path))
+    return unwrap_state_dict(load_torch_checkpoint(path), str(path))
 
 
 def unwrap_state_dict(obj: Any, source: str = "<state dict>") -> dict[str, torch.Tensor]:
@@ -112,7 +74,7 @@ def unwrap_state_dict(obj: Any, source: str = "<state dict>") -> dict[str, torch
         obj = inner
     kind = type(obj).__name__
     keys = list(obj.keys())[:10] if isinstance(obj, Mapping) else []
-    raise ValueError(
+    raise CheckpointError(
         f"{source}: expected a state dict of tensors (optionally under one of {_WRAPPER_KEYS}), "
         f"found {kind}" + (f" with keys {keys}" if keys else "")
     )
@@ -146,7 +108,7 @@ def extract_backbone(
             else:
                 backbone[key[len(prefix) :]] = value
         if "conv1.weight" not in backbone:
-            raise ValueError(
+            raise CheckpointError(
                 f"{source}: no stem key {' or '.join(p + 'conv1.weight' for p in _MAGFACE_PREFIXES)}; this is not a MagFace "
                 f"checkpoint (first keys: {list(state_dict)[:5]}); try --layout arcface_torch"
             )
@@ -166,7 +128,7 @@ def infer_config(
     required = ["conv1.weight", "fc.weight"] + [f"layer{i}.0.conv1.weight" for i in range(1, 5)]
     missing = [k for k in required if k not in backbone]
     if missing:
-        raise CheckpointMismatchError(source, missing=missing, note="cannot infer the architecture")
+        raise _mismatch(source, missing=missing, note="cannot infer the architecture")
     blocks = [0, 0, 0, 0]
     for key in backbone:
         match = _BLOCK_KEY.match(key)
@@ -178,7 +140,7 @@ def infer_config(
     cells = fc.shape[1] / widths[3]
     side = math.isqrt(int(cells)) if cells == int(cells) else 0
     if side * side != cells or side == 0:
-        raise CheckpointMismatchError(
+        raise _mismatch(
             source,
             wrong_shape=[("fc.weight", tuple(fc.shape), (fc.shape[0], widths[3] * 49))],
             note=f"fc input {fc.shape[1]} is not {widths[3]} channels times a square feature map",
@@ -188,11 +150,10 @@ def infer_config(
         if depth not in IRESNET_DEPTHS:
             raise ValueError(f"depth must be one of {sorted(IRESNET_DEPTHS)}, got {depth}")
         if list(IRESNET_DEPTHS[depth]) != blocks:
-            raise ValueError(
+            raise CheckpointError(
                 f"{source}: --depth {depth} expects blocks per stage {list(IRESNET_DEPTHS[depth])} but the "
                 f"checkpoint has {blocks}" + (f" (iResNet-{named_depth})" if named_depth else "")
             )
-    conventions = LAYOUT_CONVENTIONS[layout]
     return IResNetConfig(
         depth=named_depth,
         layers=blocks,
@@ -201,8 +162,13 @@ def infer_config(
         embedding_size=int(fc.shape[0]),
         image_size=16 * side,
         num_channels=int(backbone["conv1.weight"].shape[1]),
-        **conventions,
+        bn_eps=LAYOUT_BN_EPS[layout],
     )
+
+
+def _mismatch(source: str, missing=None, unexpected=None, wrong_shape=None, note: str = "") -> CheckpointError:
+    title = f"checkpoint {source} does not match the iResNet model" + (f" ({note})" if note else "") + ":"
+    return CheckpointError.mismatch(title, missing, unexpected, wrong_shape, limit=25)
 
 
 def load_backbone_strict(model: IResNetModel, backbone: Mapping[str, torch.Tensor], source: str) -> None:
@@ -211,16 +177,10 @@ def load_backbone_strict(model: IResNetModel, backbone: Mapping[str, torch.Tenso
     ``num_batches_tracked`` counters are the only keys allowed to be absent (old PyTorch
     versions did not save them and they do not affect inference).
     """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in backbone and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in backbone if k not in expected]
-    wrong = [
-        (k, tuple(v.shape), tuple(expected[k].shape))
-        for k, v in backbone.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
+    missing, unexpected, wrong = compare_state_dicts(
+        model.state_dict(), backbone, optional=lambda key: key.endswith("num_batches_tracked"))
     if missing or unexpected or wrong:
-        raise CheckpointMismatchError(source, missing, unexpected, wrong)
+        raise _mismatch(source, missing, unexpected, wrong)
     model.load_state_dict({k: v for k, v in backbone.items()}, strict=False)
 
 
@@ -230,13 +190,14 @@ class Conversion:
 
     model: IResNetModel
     layout: str  # the resolved layout ("arcface_torch" or "magface")
+    processor: IResNetImageProcessor  # the layout's input convention at the model's input size
     dropped_keys: list[str] = field(default_factory=list)  # head/training keys left out
 
 
 def convert_state_dict(
     state_dict: Mapping[str, Any], layout: str = "auto", depth: int | None = None, source: str = "<state dict>"
 ) -> Conversion:
-    """Build an :class:`IResNetModel` (eval mode) from an in-memory checkpoint of either layout."""
+    """Build an :class:`IResNetModel` (eval mode) and its image processor from an in-memory checkpoint."""
     flat = unwrap_state_dict(state_dict, source)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -249,19 +210,31 @@ def convert_state_dict(
     with torch.no_grad():
         probe = model(torch.zeros(1, config.num_channels, config.image_size, config.image_size)).embeddings
     if not torch.isfinite(probe).all():
-        raise ValueError(f"{source}: converted model produces non-finite embeddings; the checkpoint is corrupt")
-    return Conversion(model=model, layout=resolved, dropped_keys=dropped)
+        raise CheckpointError(f"{source}: converted model produces non-finite embeddings; the checkpoint is corrupt")
+    processor = IResNetImageProcessor(image_size=config.image_size, **LAYOUT_PIXELS[resolved])
+    return Conversion(model=model, layout=resolved, processor=processor, dropped_keys=dropped)
 
 
-def convert_checkpoint(
+def convert_iresnet_checkpoint(
     src: str | Path, dst: str | Path, layout: str = "auto", depth: int | None = None
-) -> Conversion:
-    """Read ``src`` (``.pth``/``.pt``/``.safetensors``), convert, and ``save_pretrained`` to folder ``dst``.
+) -> IResNetModel:
+    """Read ``src`` (``.pth``/``.pt``/``.safetensors``), convert, and save model + image processor to ``dst``.
 
-    ``dst`` then holds ``config.json``, ``model.safetensors`` and the modeling code, loadable with
-    ``AutoModel.from_pretrained(dst, trust_remote_code=True)`` even without hf-fiqa.
+    ``dst`` then holds ``config.json``, ``model.safetensors``, ``preprocessor_config.json`` (the
+    layout's pixel convention) and the modeling/processing code, loadable with
+    ``AutoModel``/``AutoImageProcessor.from_pretrained(dst, trust_remote_code=True)`` even without hf-fiqa.
+    Raises :class:`~hf_fiqa.models.conversion.CheckpointError` (``FileNotFoundError`` for a missing ``src``).
     """
     conversion = convert_state_dict(read_checkpoint(src), layout=layout, depth=depth, source=str(src))
     Path(dst).mkdir(parents=True, exist_ok=True)
     conversion.model.save_pretrained(str(dst))
-    return conversion
+    conversion.processor.save_pretrained(str(dst))
+    return conversion.model
+
+
+def summarize(model: IResNetModel) -> str:
+    """One line about a converted model, for ``hf-fiqa convert iresnet``."""
+    cfg = model.config
+    name = f"iResNet-{cfg.depth}" if cfg.depth else f"iResNet with layers {cfg.layers}"
+    return (f"{name}, widths {cfg.widths}, {cfg.embedding_size}-d embeddings, "
+            f"{cfg.image_size}x{cfg.image_size} input, BatchNorm eps {cfg.bn_eps:g}")

@@ -5,7 +5,7 @@ Module names follow insightface's ``arcface_torch`` layout (``conv1``, ``bn1``, 
 stripping wrapper prefixes only (see ``convert_iresnet.py``).
 
 This file is copied next to saved weights for ``trust_remote_code=True`` loading, so it imports
-only ``torch``, ``transformers``, ``numpy`` and its sibling ``configuration_iresnet``.
+only ``torch``, ``transformers`` and its sibling ``configuration_iresnet``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -105,31 +104,6 @@ class IResNetPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.PReLU):
             nn.init.constant_(module.weight, 0.25)
 
-    def normalize_images(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Turn uint8 RGB images ``(B, H, W, 3)`` (H = W = ``config.image_size``) into ``pixel_values``.
-
-        Applies the checkpoint's own convention (channel order, mean, std) from the config, so
-        callers cannot pick the wrong one. Resizing/alignment is the caller's job.
-        """
-        return _normalize_images(images, self.config, self.device)
-
-
-def _normalize_images(images: np.ndarray | torch.Tensor, config: Any, device: torch.device) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
-    size = config.image_size
-    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != size or x.shape[2] != size:
-        raise ValueError(f"expected uint8 RGB images of shape (B, {size}, {size}, 3), got {tuple(x.shape)}")
-    if x.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 pixels, got {x.dtype}")
-    x = x.to(device=device).permute(0, 3, 1, 2).float().contiguous().div_(255.0)
-    if config.channel_order == "BGR":
-        x = x.flip(1)
-    mean = torch.tensor(config.image_mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(config.image_std, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
 
 def _apply_margin_head(
     embeddings: torch.Tensor,
@@ -176,7 +150,7 @@ class IResNetModel(IResNetPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> IResNetOutput | tuple:
-        """Embed ``pixel_values`` ``(B, 3, S, S)`` normalised as the config says (see ``normalize_images``).
+        """Embed ``pixel_values`` ``(B, 3, S, S)`` normalised by the image processor (``IResNetImageProcessor``).
 
         ``margin_head`` (an ``ArcFaceHead``/``MagFaceHead`` or any callable ``(embeddings, labels)``
         returning an object with ``loss`` and ``logits``) adds training outputs.

@@ -4,7 +4,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_maniqa import MANIQAConfig
 from .image_processing_maniqa import MANIQAImageProcessor
-from .modeling_maniqa import ImageQualityOutput, MANIQAForImageQualityAssessment, MANIQAPreTrainedModel
+from .modeling_maniqa import MANIQAOutput, MANIQAForImageQualityAssessment, MANIQAPreTrainedModel
 
 AutoConfig.register("maniqa", MANIQAConfig, exist_ok=True)
 AutoModel.register(MANIQAConfig, MANIQAForImageQualityAssessment, exist_ok=True)
@@ -17,7 +17,7 @@ MANIQAForImageQualityAssessment.register_for_auto_class("AutoModel")
 MANIQAImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
-    "ImageQualityOutput",
+    "MANIQAOutput",
     "MANIQAConfig",
     "MANIQAForImageQualityAssessment",
     "MANIQAImageProcessor",

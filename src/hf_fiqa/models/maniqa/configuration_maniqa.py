@@ -10,9 +10,23 @@ the field instead of a shape error deep inside ``forward``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Optional, Sequence
 
 from transformers import PretrainedConfig
+
+
+def check_label_range(value: Any, owner: str = "MANIQAConfig") -> Optional[list[float]]:
+    """``None`` or ``[low, high]`` floats with ``low < high``; anything else raises ``ValueError``."""
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}.label_range: must be None or [low, high], got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"{owner}.label_range: needs finite low < high, got {value!r}")
+    return [low, high]
 
 
 class MANIQAConfig(PretrainedConfig):
@@ -35,9 +49,20 @@ class MANIQAConfig(PretrainedConfig):
         num_outputs (`int`): scores per image (1 for MOS regression).
         layer_norm_eps (`float`): LayerNorm epsilon inside the Swin blocks.
         loss_type (`str`): loss when ``labels`` are given: "mse" (MANIQA), "smooth_l1" (SDD-FIQA regressor) or "l1".
+        label_range (`[float, float]`, *optional*): the units of the labels the model was trained on, e.g.
+            ``[1.0, 5.0]`` for a MOS scale or ``[0.0, 100.0]`` for SDD-FIQA pseudo-labels. The head regresses
+            labels min-max scaled to [0, 1]; ``forward`` returns ``score`` mapped back to ``low + (high - low) * s``
+            (the loss is computed before that mapping, on the [0, 1] target). ``None`` (default, and what
+            converted official checkpoints carry): ``score`` is the head's output as it is.
     """
 
     model_type = "maniqa"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Training sets label_range after the model is built; validate it however it is set.
+        if name == "label_range":
+            value = check_label_range(value)
+        super().__setattr__(name, value)
 
     def __init__(
         self,
@@ -60,6 +85,7 @@ class MANIQAConfig(PretrainedConfig):
         num_outputs: int = 1,
         layer_norm_eps: float = 1e-5,
         loss_type: str = "mse",
+        label_range: Optional[Sequence[float]] = None,
         **kwargs: Any,
     ):
         self.backbone = backbone
@@ -81,6 +107,7 @@ class MANIQAConfig(PretrainedConfig):
         self.num_outputs = int(num_outputs)
         self.layer_norm_eps = float(layer_norm_eps)
         self.loss_type = str(loss_type)
+        self.label_range = label_range  # checked by __setattr__
         self._validate()
         super().__init__(**kwargs)
 

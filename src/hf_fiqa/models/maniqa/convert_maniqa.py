@@ -19,14 +19,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..conversion import CheckpointError, compare_state_dicts, load_torch_checkpoint
 from .configuration_maniqa import MANIQAConfig
 from .image_processing_maniqa import MANIQAImageProcessor
 from .modeling_maniqa import MANIQAForImageQualityAssessment
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be converted; the message lists every offending key."""
-
 
 _UNUSED = re.compile(
     r"^(vit\.(norm|fc_norm|head|head_drop)\.|swintransformer[12]\.downsample\.|.*\.relative_position_index$|.*\.attn_mask$)"
@@ -45,22 +41,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``.pth``/``.pt``/``.bin`` (never unpickling arbitrary objects) or ``.safetensors`` state dict.
 
     A whole pickled model object cannot be read safely; re-save its ``state_dict()`` first.
+    A missing file raises ``FileNotFoundError``, an unreadable one :class:`CheckpointError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle with non-tensor objects, truncated file, not a torch file
-        raise CheckpointError(
-            f"{path}: cannot be read as a tensor-only checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-            "If it holds a whole pickled model, load it where you trust it and save model.state_dict() instead."
-        ) from None
-    return unwrap_state_dict(obj, str(path))
+    return unwrap_state_dict(load_torch_checkpoint(path), str(path))
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -140,25 +123,19 @@ def official_to_hf(state: Mapping[str, torch.Tensor], model: MANIQAForImageQuali
             unexpected.append(key)
             continue
         converted[new] = tensor
-    missing = sorted(set(expected) - set(converted))
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-              for k, v in converted.items() if v.shape != expected[k].shape]
+    missing, _, shapes = compare_state_dicts(expected, converted)
     if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): " + ", ".join(missing))
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(sorted(unexpected)))
-        if shapes:
-            parts.append(f"wrong shapes ({len(shapes)}): " + "; ".join(shapes))
-        raise CheckpointError("checkpoint does not match the MANIQA layout:\n  " + "\n  ".join(parts))
+        raise CheckpointError.mismatch("checkpoint does not match the MANIQA layout:", missing, unexpected, shapes)
     return converted
 
 
 def convert_maniqa_checkpoint(src: str | Path, dst: str | Path, feature_layers: Sequence[int] = (6, 7, 8, 9),
                               swin_residual_scale: float = 0.8, policy: str = "resize",
                               **config_overrides: Any) -> MANIQAForImageQualityAssessment:
-    """Convert ``src`` (official layout) and ``save_pretrained`` model + image processor into ``dst``."""
+    """Convert ``src`` (official layout) and ``save_pretrained`` model + image processor into ``dst``.
+
+    Raises :class:`~hf_fiqa.models.conversion.CheckpointError` (``FileNotFoundError`` for a missing ``src``).
+    """
     state = load_state_dict(src)
     config = infer_config(state, feature_layers, swin_residual_scale, **config_overrides)
     model = MANIQAForImageQualityAssessment(config)

@@ -18,7 +18,7 @@ remote code next to a checkpoint on the Hub.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import timm
 import torch
@@ -31,13 +31,24 @@ from .configuration_maniqa import MANIQAConfig
 
 
 @dataclass
-class ImageQualityOutput(ModelOutput):
-    """``score`` is the image quality (B,) or (B, num_outputs); per-patch maps are (B, H, W[, num_outputs])."""
+class MANIQAOutput(ModelOutput):
+    """``score`` is the image quality (B,) or (B, num_outputs), in the units of ``config.label_range`` when set;
+    per-patch maps are (B, H, W[, num_outputs]); ``patch_scores`` are in the same units as ``score`` (whose
+    value is their ``patch_weights``-weighted mean). ``loss`` compares the head's [0, 1]-scaled output with
+    ``labels`` (scaled the same way)."""
 
     loss: Optional[torch.Tensor] = None
     score: Optional[torch.Tensor] = None
     patch_scores: Optional[torch.Tensor] = None
     patch_weights: Optional[torch.Tensor] = None
+
+
+def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) -> torch.Tensor:
+    """The head's [0, 1]-scaled output in the units of the training labels: ``low + (high - low) * score``."""
+    if label_range is None:
+        return score
+    low, high = label_range
+    return score * (high - low) + low
 
 
 class TransposedAttention(nn.Module):
@@ -335,7 +346,7 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
         labels: Optional[torch.Tensor] = None,
         return_dict: Optional[bool] = None,
         **kwargs,
-    ) -> ImageQualityOutput | tuple:
+    ) -> MANIQAOutput | tuple:
         expected = self.config.image_size
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or tuple(pixel_values.shape[-2:]) != (expected, expected):
             raise ValueError(
@@ -352,13 +363,15 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
         if labels is not None:
             loss = _LOSSES[self.config.loss_type](score.float(), labels.float().view_as(score))
 
+        score = to_label_units(score, getattr(self.config, "label_range", None))
+        patch_scores = to_label_units(patch_scores, getattr(self.config, "label_range", None))
         grid = self.config.grid_size
         if self.config.num_outputs == 1:
             score = score.squeeze(-1)
             patch_scores = patch_scores.squeeze(-1)
             patch_weights = patch_weights.squeeze(-1)
         shape = (x.shape[0], grid, grid) + patch_scores.shape[2:]
-        output = ImageQualityOutput(
+        output = MANIQAOutput(
             loss=loss, score=score, patch_scores=patch_scores.reshape(shape), patch_weights=patch_weights.reshape(shape)
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict

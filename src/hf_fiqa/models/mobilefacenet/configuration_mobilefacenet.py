@@ -17,19 +17,8 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)
 
 
-def _channel_triple(name: str, value: Sequence[float], positive: bool) -> list[float]:
-    try:
-        items = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be 3 numbers (one per channel), got {value!r}") from None
-    if len(items) != 3 or (positive and any(v <= 0 for v in items)):
-        kind = "positive numbers" if positive else "numbers"
-        raise ValueError(f"{name} must be 3 {kind} (one per channel), got {list(value)!r}")
-    return items
-
-
 class MobileFaceNetConfig(PretrainedConfig):
-    """Shape and input convention of a MobileFaceNet.
+    """Shape of a MobileFaceNet.
 
     The layout is the paper's Table 1 (the one TFace/SDD-FIQA and most PyTorch face repos use):
     conv3x3/2 (stem_width) -> depthwise conv3x3 -> 3 stages, each a stride-2 inverted bottleneck
@@ -45,8 +34,10 @@ class MobileFaceNetConfig(PretrainedConfig):
         sep_width: channels of the 1x1 expansion before the GDC (512).
         image_size: side of the square aligned input; a multiple of 16 (112 in practice).
         bn_eps: BatchNorm epsilon.
-        image_mean, image_std, channel_order: ``pixel_values = (x / 255 - mean) / std`` in
-            ``channel_order``; ArcFace convention (0.5, 0.5, RGB) by default.
+
+    Pixel normalisation lives in the image processor (the iResNet one,
+    ``IResNetImageProcessor``, saved next to the weights); legacy ``image_mean``/``image_std``/
+    ``channel_order`` keys of older configs still load as plain attributes.
     """
 
     model_type = "mobilefacenet"
@@ -61,9 +52,6 @@ class MobileFaceNetConfig(PretrainedConfig):
         image_size: int = 112,
         num_channels: int = 3,
         bn_eps: float = 1e-5,
-        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-        image_std: Sequence[float] = (0.5, 0.5, 0.5),
-        channel_order: str = "RGB",
         **kwargs,
     ):
         self.embedding_size = _positive_int("embedding_size", embedding_size)
@@ -84,11 +72,6 @@ class MobileFaceNetConfig(PretrainedConfig):
         if not float(bn_eps) > 0:
             raise ValueError(f"bn_eps must be positive, got {bn_eps!r}")
         self.bn_eps = float(bn_eps)
-        self.image_mean = _channel_triple("image_mean", image_mean, positive=False)
-        self.image_std = _channel_triple("image_std", image_std, positive=True)
-        if channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
-        self.channel_order = channel_order
         super().__init__(**kwargs)
 
     @property

@@ -12,7 +12,7 @@ where a bottleneck is expand 1x1 + BN + PReLU, depthwise 3x3 + BN + PReLU, proje
 with an identity shortcut when stride is 1 (the expansion t is relative to the block's input).
 
 Copied next to saved weights for ``trust_remote_code=True`` loading, so it imports only
-``torch``, ``transformers``, ``numpy`` and its sibling configuration file.
+``torch``, ``transformers`` and its sibling configuration file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -104,23 +103,6 @@ class MobileFaceNetPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.PReLU):
             nn.init.constant_(module.weight, 0.25)
 
-    def normalize_images(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 RGB ``(B, S, S, 3)`` -> ``pixel_values`` with this checkpoint's order, mean and std."""
-        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-        if x.ndim == 3:
-            x = x.unsqueeze(0)
-        size = self.config.image_size
-        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != size or x.shape[2] != size:
-            raise ValueError(f"expected uint8 RGB images of shape (B, {size}, {size}, 3), got {tuple(x.shape)}")
-        if x.dtype != torch.uint8:
-            raise ValueError(f"expected uint8 pixels, got {x.dtype}")
-        x = x.to(device=self.device).permute(0, 3, 1, 2).float().contiguous().div_(255.0)
-        if self.config.channel_order == "BGR":
-            x = x.flip(1)
-        mean = torch.tensor(self.config.image_mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.image_std, device=self.device).view(1, 3, 1, 1)
-        return (x - mean) / std
-
 
 class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
     """MobileFaceNet mapping an aligned face to a raw (unnormalised) embedding."""
@@ -154,7 +136,7 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> MobileFaceNetOutput | tuple:
-        """Embed ``pixel_values`` ``(B, 3, S, S)`` normalised as the config says (see ``normalize_images``).
+        """Embed ``pixel_values`` ``(B, 3, S, S)`` normalised by the image processor (``IResNetImageProcessor``).
 
         ``margin_head`` (e.g. ``ArcFaceHead``/``MagFaceHead``: a callable ``(embeddings, labels)``
         returning an object with ``loss`` and ``logits``) adds training outputs.

@@ -4,7 +4,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_musiq import MUSIQConfig
 from .image_processing_musiq import MUSIQImageProcessor
-from .modeling_musiq import ImageQualityOutput, MUSIQForImageQualityAssessment, MUSIQPreTrainedModel
+from .modeling_musiq import MUSIQOutput, MUSIQForImageQualityAssessment, MUSIQPreTrainedModel
 
 AutoConfig.register("musiq", MUSIQConfig, exist_ok=True)
 AutoModel.register(MUSIQConfig, MUSIQForImageQualityAssessment, exist_ok=True)
@@ -17,7 +17,7 @@ MUSIQForImageQualityAssessment.register_for_auto_class("AutoModel")
 MUSIQImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
-    "ImageQualityOutput",
+    "MUSIQOutput",
     "MUSIQConfig",
     "MUSIQForImageQualityAssessment",
     "MUSIQImageProcessor",

@@ -12,12 +12,26 @@ the field instead of a shape error deep inside ``forward``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence
 
 from transformers import PretrainedConfig
 
 HEADS = ("score", "distribution")
 SCORE_LOSSES = ("mse", "l1", "smooth_l1")
+
+
+def check_label_range(value: Any, owner: str = "MUSIQConfig") -> Optional[list[float]]:
+    """``None`` or ``[low, high]`` floats with ``low < high``; anything else raises ``ValueError``."""
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}.label_range: must be None or [low, high], got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"{owner}.label_range: needs finite low < high, got {value!r}")
+    return [low, high]
 
 
 class MUSIQConfig(PretrainedConfig):
@@ -45,9 +59,21 @@ class MUSIQConfig(PretrainedConfig):
         num_bins (`int`): histogram bins of the distribution head.
         loss_type (`str`, *optional*): "mse" (default), "l1" or "smooth_l1" for the score head; the
             distribution head always uses the EMD loss (r = 2), written "emd".
+        label_range (`[float, float]`, *optional*): the units of the labels the model was trained on, e.g.
+            ``[1.0, 5.0]`` for a MOS scale or ``[0.0, 100.0]`` for SDD-FIQA pseudo-labels. The head regresses
+            labels min-max scaled to [0, 1]; ``forward`` returns ``score`` mapped back to ``low + (high - low) * s``
+            (the loss is computed before that mapping, on the [0, 1] target). ``None`` (default, and what
+            converted official checkpoints carry): ``score`` is the head's output as it is. Only the score head
+            takes a label range (the distribution head's ``score`` is already in bin units, 1..num_bins).
     """
 
     model_type = "musiq"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Training sets label_range after the model is built; validate it however it is set.
+        if name == "label_range":
+            value = check_label_range(value)
+        super().__setattr__(name, value)
 
     def __init__(
         self,
@@ -69,6 +95,7 @@ class MUSIQConfig(PretrainedConfig):
         head: str = "score",
         num_bins: int = 10,
         loss_type: Optional[str] = None,
+        label_range: Optional[Sequence[float]] = None,
         **kwargs: Any,
     ):
         self.patch_size = int(patch_size)
@@ -91,6 +118,7 @@ class MUSIQConfig(PretrainedConfig):
         if loss_type is None:
             loss_type = "emd" if self.head == "distribution" else "mse"
         self.loss_type = str(loss_type)
+        self.label_range = label_range  # checked by __setattr__
         self._validate()
         super().__init__(**kwargs)
 
@@ -161,3 +189,5 @@ class MUSIQConfig(PretrainedConfig):
                 fail(field, f"must be in [0, 1), got {getattr(self, field)}")
         if self.layer_norm_eps <= 0:
             fail("layer_norm_eps", f"must be positive, got {self.layer_norm_eps}")
+        if self.head == "distribution" and self.label_range is not None:
+            fail("label_range", "only the score head takes a label range; the distribution head scores in bins")

@@ -2,7 +2,7 @@
 
 The released files hold the flax parameter tree flattened with ``/`` under ``opt/target/`` (optimizer state
 beside it is ignored); they are read with ``np.load(..., allow_pickle=False)``, so nothing is unpickled. The key
-layout is documented in :mod:`reference_musiq`; the auto-generated names inside an encoder block
+layout is restated in the tests' ``reference_musiq``; the auto-generated names inside an encoder block
 (``LayerNorm_0``, ``MultiHeadDotProductAttention_1``, ``LayerNorm_2``, ``MlpBlock_3``) follow flax.nn's
 class-name + counter scheme, as in Google's ViT checkpoints.
 
@@ -15,10 +15,8 @@ embedding keeps its HWC input order (the PyTorch stem flattens HWC too).
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -26,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
+from ..conversion import CheckpointError
 from .configuration_musiq import MUSIQConfig
 from .image_processing_musiq import MUSIQImageProcessor
 from .modeling_musiq import MUSIQForImageQualityAssessment
@@ -35,15 +34,11 @@ PREFIX = "opt/target/"
 DEFAULT_SCALES = {3: (224, 384), 1: ()}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be converted; the message lists every offending key."""
-
-
 def load_official_params(path: str | Path) -> dict[str, np.ndarray]:
     """The model parameters of an official ``.npz`` (``opt/target/`` stripped), without unpickling anything."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):
@@ -211,6 +206,8 @@ def convert_musiq_checkpoint(src: str | Path, dst: str | Path, scales: Optional[
                              **config_overrides: Any) -> MUSIQForImageQualityAssessment:
     """Convert ``src`` (official ``.npz``) and save model + image processor to ``dst``; return the model.
 
+    Raises :class:`~hf_fiqa.models.conversion.CheckpointError` (``FileNotFoundError`` for a missing ``src``).
+
     ``scales`` defaults to the released checkpoints' (224, 384) + full resolution for 3 scale embeddings and
     full resolution only for 1; any other count needs explicit ``scales``.
     """
@@ -235,25 +232,6 @@ def convert_musiq_checkpoint(src: str | Path, dst: str | Path, scales: Optional[
     return model
 
 
-# -- CLI (hooked into ``hf-fiqa convert`` by hf_fiqa.models.commands) -----------------------------------------
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scales", default=None,
-                        help="comma-separated longer sides of the resized scales (default: 224,384 for a "
-                             "3-scale checkpoint, none for a single-scale one)")
-    parser.add_argument("--no-full-resolution", action="store_true", help="do not feed the full-resolution image")
-    parser.add_argument("--max-full-side", type=int, default=None,
-                        help="downscale the full-resolution scale to this longer side (not in the official code)")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    scales = None if args.scales is None else tuple(int(s) for s in args.scales.split(",") if s.strip())
-    try:
-        model = convert_musiq_checkpoint(args.src, args.dst, scales=scales,
-                                         include_full_resolution=not args.no_full_resolution,
-                                         max_full_side=args.max_full_side)
-    except (CheckpointError, ValueError) as exc:
-        print(f"hf-fiqa convert musiq: {exc}", file=sys.stderr)
-        return 2
-    print(f"converted {args.src} -> {args.dst} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"{model.config.head} head)")
-    return 0
+def summarize(model: MUSIQForImageQualityAssessment) -> str:
+    """One line about a converted model, for ``hf-fiqa convert musiq``."""
+    return f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {model.config.head} head"

@@ -26,7 +26,7 @@ next to a checkpoint on the Hub.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,14 +44,23 @@ ZERO_INIT = "_musiq_zero_init"
 
 
 @dataclass
-class ImageQualityOutput(ModelOutput):
-    """``score`` is the image quality (B,). ``logits`` (B, num_outputs) is the raw head output; for the
-    distribution head ``distribution`` (B, num_bins) is its softmax and ``score`` the expected bin (1..num_bins)."""
+class MUSIQOutput(ModelOutput):
+    """``score`` is the image quality (B,), in the units of ``config.label_range`` when set. ``logits``
+    (B, num_outputs) is the raw head output; for the distribution head ``distribution`` (B, num_bins) is its
+    softmax and ``score`` the expected bin (1..num_bins). ``loss`` is computed on the raw head output."""
 
     loss: Optional[torch.Tensor] = None
     score: Optional[torch.Tensor] = None
     logits: Optional[torch.Tensor] = None
     distribution: Optional[torch.Tensor] = None
+
+
+def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) -> torch.Tensor:
+    """The head's [0, 1]-scaled output in the units of the training labels: ``low + (high - low) * score``."""
+    if label_range is None:
+        return score
+    low, high = label_range
+    return score * (high - low) + low
 
 
 # -- patch stem -------------------------------------------------------------------------------------------------
@@ -352,7 +361,7 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
         labels: Optional[torch.Tensor] = None,
         return_dict: Optional[bool] = None,
         **kwargs,
-    ) -> ImageQualityOutput | tuple:
+    ) -> MUSIQOutput | tuple:
         """Score a batch of patch sequences.
 
         Args:
@@ -386,6 +395,7 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
             else:
                 loss = _SCORE_LOSSES[self.config.loss_type](score.float(), labels.float().view_as(score))
 
-        output = ImageQualityOutput(loss=loss, score=score, logits=logits, distribution=distribution)
+        score = to_label_units(score, getattr(self.config, "label_range", None))
+        output = MUSIQOutput(loss=loss, score=score, logits=logits, distribution=distribution)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()

@@ -1,8 +1,7 @@
-"""CLI for the face-recognition models: ``hf-fiqa embed`` and ``hf-fiqa convert iresnet``.
+"""``hf-fiqa embed``: embed every face of an image list with a recognizer (resumable, sharded).
 
-``register(subparsers)`` adds ``embed`` to the top-level command; ``register_convert(convert_subparsers)``
-adds ``iresnet`` to the ``convert`` group owned by :mod:`hf_fiqa.models.commands`. Heavy imports
-(torch, transformers, OpenCV) happen inside the handlers so ``hf-fiqa --help`` stays fast.
+Heavy imports (torch, transformers, OpenCV) happen inside the handler so ``hf-fiqa --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="recognition model folder (save_pretrained / hf-fiqa convert) or Hub id")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument("--aligned", action="store_true",
-                   help="inputs are already aligned face crops (resized to the model's input size if needed); "
-                        "otherwise faces are detected with YuNet and aligned to the ArcFace template")
+                   help="inputs are already aligned face crops (the model's processor resizes them); otherwise the "
+                        "largest face is detected with YuNet and aligned to the model's template")
     p.add_argument("--layout", choices=("auto", "images", "identities", "csv"), default="auto",
                    help="how INPUT is organised (default: guess)")
     p.add_argument("--format", dest="fmt", choices=("npy", "parquet"), default="npy", help="output format (default npy)")
@@ -48,99 +47,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_embed_command)
 
 
-def register_convert(convert_subparsers: argparse._SubParsersAction) -> None:
-    """Add ``iresnet`` to the ``hf-fiqa convert`` group."""
-    p = convert_subparsers.add_parser(
-        "iresnet",
-        help="convert an insightface arcface_torch or MagFace iResNet checkpoint",
-        description=(
-            "Convert an iResNet checkpoint (.pth/.pt read with torch.load(weights_only=True), or .safetensors) "
-            "into a transformers folder (config.json, model.safetensors, modeling code). Depth, widths and "
-            "embedding size are read from the tensors; the layout sets the input normalisation (arcface_torch: "
-            "RGB, (x/255-0.5)/0.5; magface: BGR, x/255) and BatchNorm eps."
-        ),
-    )
-    p.add_argument("src", type=Path, help="checkpoint file")
-    p.add_argument("dst", type=Path, help="output folder")
-    p.add_argument("--layout", choices=("auto", "arcface_torch", "magface"), default="auto",
-                   help="key layout of SRC (default: detect from the key prefixes)")
-    p.add_argument("--depth", type=int, choices=(18, 34, 50, 100, 200), default=None,
-                   help="expected depth; conversion fails if the checkpoint has another")
-    p.set_defaults(func=run_convert_iresnet_command)
-
-
-def run_convert_iresnet_command(args: argparse.Namespace) -> int:
-    from .iresnet.convert_iresnet import CheckpointMismatchError, convert_checkpoint
-
-    try:
-        conversion = convert_checkpoint(args.src, args.dst, layout=args.layout, depth=args.depth)
-    except (FileNotFoundError, CheckpointMismatchError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cfg = conversion.model.config
-    name = f"iResNet-{cfg.depth}" if cfg.depth else f"iResNet with layers {cfg.layers}"
-    print(
-        f"converted {args.src} ({conversion.layout} layout) -> {args.dst}: {name}, widths {cfg.widths}, "
-        f"{cfg.embedding_size}-d embeddings, {cfg.image_size}x{cfg.image_size} {cfg.channel_order} input, "
-        f"mean {cfg.image_mean}, std {cfg.image_std}"
-    )
-    if conversion.dropped_keys:
-        print(f"dropped {len(conversion.dropped_keys)} training-head keys: {', '.join(conversion.dropped_keys[:8])}"
-              + (" ..." if len(conversion.dropped_keys) > 8 else ""))
-    return 0
-
-
-def _aligned_preparer(size: int):
-    """Read an already aligned crop; resize it to ``size`` when it is another size."""
-    import cv2
+def _aligned_preparer():
+    """Read an already aligned crop as it is (the recognizer's processor resizes it)."""
     import numpy as np
 
     from ..io import ImageReadError, load_image
-    from .embedding_job import PreparedFace
+    from .job import PreparedFace
 
     def prepare(item: Any) -> PreparedFace:
         try:
-            crop = np.asarray(load_image(item.file))
+            return PreparedFace(np.ascontiguousarray(np.asarray(load_image(item.file))))
         except ImageReadError as exc:
             return PreparedFace(None, error=exc.reason)
-        if crop.shape[:2] != (size, size):
-            shrink = crop.shape[0] > size or crop.shape[1] > size
-            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        return PreparedFace(np.ascontiguousarray(crop))
 
     return prepare
 
 
-def _detecting_preparer(detector: Any, size: int):
-    """Detect faces, keep the largest (the photo's subject in identity datasets), align it to ``size``."""
-    import numpy as np
-
-    from ..faces import align_face
-    from ..io import ImageReadError, load_image
-    from .embedding_job import PreparedFace
+def _detecting_preparer(cropper: Any, spec: Any):
+    """The largest face of each photo (the subject, in identity datasets), aligned to ``spec``."""
+    from .job import PreparedFace
 
     def prepare(item: Any) -> PreparedFace:
-        try:
-            rgb = np.asarray(load_image(item.file))
-        except ImageReadError as exc:
-            return PreparedFace(None, error=exc.reason)
-        try:
-            faces = detector.detect(rgb)
-            if not faces:
-                return PreparedFace(None, error="no face detected", n_faces=0)
-            face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
-            crop = align_face(rgb, face, size=size).crop
-        except Exception as exc:  # one odd photo must not end a long run; the reason is recorded
-            return PreparedFace(None, error=f"detection/alignment failed: {type(exc).__name__}: {exc}")
-        return PreparedFace(crop, n_faces=len(faces), det_score=float(face.score))
+        photo = cropper(item.file, specs=(spec,), select="largest")
+        if photo.error:
+            return PreparedFace(None, error=photo.error)
+        if not photo.faces:
+            return PreparedFace(None, error=photo.reason or "no face detected", n_faces=photo.n_detected)
+        return PreparedFace(photo.crops[spec][0].crop, n_faces=photo.n_detected, det_score=float(photo.faces[0].score))
 
     return prepare
 
 
 def run_embed_command(args: argparse.Namespace) -> int:
-    from .embedding_inputs import list_inputs
-    from .embedding_job import OutputConflictError, run_embedding
-    from .recognition_embedder import RecognitionEmbedder
+    from ..faces.types import CropSpec
+    from .embedder import RecognitionEmbedder
+    from .inputs import list_inputs
+    from .job import OutputConflictError, run_embedding
 
     for name in ("batch_size", "shard_size", "workers"):
         if getattr(args, name) <= 0:
@@ -159,7 +101,6 @@ def run_embed_command(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    size = embedder.crop_size
     settings: dict[str, Any] = {
         "model": str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model),
         # The architecture and input convention, without bookkeeping such as _name_or_path.
@@ -172,20 +113,20 @@ def run_embed_command(args: argparse.Namespace) -> int:
         "layout": layout,
     }
     if args.aligned:
-        prepare = _aligned_preparer(size)
+        prepare = _aligned_preparer()
     else:
-        try:
-            from ..faces import YuNetDetector
-        except ImportError as exc:
-            print(f"error: face detection is unavailable ({exc}); pass --aligned for pre-aligned crops", file=sys.stderr)
-            return 2
+        from ..faces import FaceCropper, YuNetDetector
+
         try:
             detector = YuNetDetector(args.detector_weights)
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         settings["detector"] = repr(detector)
-        prepare = _detecting_preparer(detector, size)
+        spec = CropSpec(embedder.crop_size, embedder.crop_template)
+        if spec.template is not None:
+            settings["template"] = spec.template
+        prepare = _detecting_preparer(FaceCropper(detector), spec)
     try:
         summary = run_embedding(
             items, prepare, embedder.embed_crops, embedder.embedding_size, args.output, settings,

@@ -16,7 +16,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm"})
+from ..io import IMAGE_SUFFIXES
+
 LAYOUTS = ("auto", "images", "identities", "csv")
 
 

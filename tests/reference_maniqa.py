@@ -5,7 +5,7 @@ head) with forward hooks collecting every block output, attention with an explic
 over samples for the patch-weighted score. Its ``state_dict`` has the official keys (``vit.``, ``tablock1.``,
 ``swintransformer1.layers.{g}.blocks.{b}.attn.relative_position_index``, ...).
 
-It is used for two things only: to check that :mod:`convert_maniqa` and the fast model reproduce official
+It lives with the tests and is used for two things only: to check that ``convert_maniqa`` and the fast model reproduce official
 numbers, and as the baseline of ``bench/bench_maniqa.py``. Use :class:`MANIQAForImageQualityAssessment` for
 everything else.
 """
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_maniqa import MANIQAConfig
-from .modeling_maniqa import _relative_position_index, _shifted_window_mask, _window_merge, _window_partition
+from hf_fiqa.models.maniqa.configuration_maniqa import MANIQAConfig
+from hf_fiqa.models.maniqa.modeling_maniqa import _relative_position_index, _shifted_window_mask, _window_merge, _window_partition
 
 
 class _TABlock(nn.Module):

@@ -1,6 +1,6 @@
 """Weight-free face quality baselines that learned methods must beat.
 
-They follow :class:`hf_fiqa.scoring.QualityScorer` (higher = better) so EDC code treats them
+They follow :class:`hf_fiqa.scorers.QualityScorer` (higher = better) so EDC code treats them
 like any model. Geometry and detector-confidence baselines read the detection carried by
 :class:`~hf_fiqa.faces.types.AlignedFace`; for already-aligned inputs (``face is None``) that
 information does not exist and they raise instead of inventing a value.
@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..faces.alignment import resize_crop
 from ..faces.types import AlignedFace, DetectedFace
 
 
@@ -40,7 +41,7 @@ class InterEyeDistanceScorer:
         self.name = name
         self.crop_size = crop_size
 
-    def score(self, faces: Sequence[AlignedFace]) -> np.ndarray:
+    def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
         dets = _detections(self.name, faces, "eye landmarks")
         if not dets:
             return np.empty(0, dtype=np.float64)
@@ -55,7 +56,7 @@ class FaceSizeScorer:
         self.name = name
         self.crop_size = crop_size
 
-    def score(self, faces: Sequence[AlignedFace]) -> np.ndarray:
+    def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
         return np.asarray([d.size for d in _detections(self.name, faces, "face box")], dtype=np.float64)
 
 
@@ -66,21 +67,22 @@ class DetectorConfidenceScorer:
         self.name = name
         self.crop_size = crop_size
 
-    def score(self, faces: Sequence[AlignedFace]) -> np.ndarray:
+    def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
         return np.asarray([d.score for d in _detections(self.name, faces, "confidence")], dtype=np.float64)
 
 
 class SharpnessScorer:
     """Variance of the Laplacian of the grey aligned crop: blur removes high frequencies.
 
-    Computed on the crop (not the photo) so every face is judged at the same scale.
+    Computed on the crop (not the photo), brought to ``crop_size``, so every face is judged at
+    the same scale.
     """
 
     def __init__(self, crop_size: int = 112, name: str = "sharpness"):
         self.name = name
         self.crop_size = crop_size
 
-    def score(self, faces: Sequence[AlignedFace]) -> np.ndarray:
+    def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
         import cv2
 
         out = np.empty(len(faces), dtype=np.float64)
@@ -88,7 +90,7 @@ class SharpnessScorer:
             crop = np.asarray(f.crop)
             if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
                 raise ValueError(f"face {i}: expected an HxWx3 uint8 RGB crop, got {crop.dtype} {crop.shape}")
-            grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+            grey = cv2.cvtColor(resize_crop(crop, self.crop_size), cv2.COLOR_RGB2GRAY)
             out[i] = float(cv2.Laplacian(grey, cv2.CV_64F).var())
         return out
 
@@ -102,7 +104,7 @@ class RandomScorer:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
 
-    def score(self, faces: Sequence[AlignedFace]) -> np.ndarray:
+    def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
         return self._rng.random(len(faces))
 
 

@@ -16,10 +16,8 @@ one bad file never stops a long run, and the row alignment with the input list i
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +28,11 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .embedding_inputs import InputItem
+from .inputs import InputItem
+from .store import FORMATS, format_float, output_files, read_rows_csv, write_embeddings, write_json, write_npy, write_rows_csv
 
 SHARD_DIR = ".embed_shards"
 MANIFEST = "embed_manifest.json"
-ROW_FIELDS = ("row", "path", "identity", "ok", "error", "n_faces", "det_score", "norm")
-FORMATS = ("npy", "parquet")
 
 
 @dataclass
@@ -74,76 +71,6 @@ def fingerprint(items: Sequence[InputItem], settings: dict) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(payload, indent=1)))
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-
-    _atomic_write_bytes(path, write)
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None or not np.isfinite(value) else f"{value:.7g}"
-
-
-def _write_rows_csv(path: Path, rows: list[dict]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    _atomic_write_bytes(path, write)
-
-
-def _read_rows_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _output_files(out_dir: Path, fmt: str) -> list[Path]:
-    return [out_dir / "embeddings.npy", out_dir / "rows.csv"] if fmt == "npy" else [out_dir / "embeddings.parquet"]
-
-
-def _write_parquet(path: Path, rows: list[dict], embeddings: np.ndarray) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise RuntimeError("--format parquet needs pyarrow (pip install 'hf-fiqa[data]')") from None
-
-    def num(values: list[str], kind: type) -> list:
-        return [kind(v) if v != "" else None for v in values]
-
-    columns = {name: [r[name] for r in rows] for name in ROW_FIELDS}
-    table = pa.table(
-        {
-            "row": pa.array(num(columns["row"], int), pa.int64()),
-            "path": pa.array(columns["path"], pa.string()),
-            "identity": pa.array(columns["identity"], pa.string()),
-            "ok": pa.array([v in (True, "True") for v in columns["ok"]], pa.bool_()),
-            "error": pa.array(columns["error"], pa.string()),
-            "n_faces": pa.array(num(columns["n_faces"], int), pa.int32()),
-            "det_score": pa.array(num(columns["det_score"], float), pa.float32()),
-            "norm": pa.array(num(columns["norm"], float), pa.float32()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(embeddings.reshape(-1), pa.float32()), embeddings.shape[1]
-            ),
-        }
-    )
-    _atomic_write_bytes(path, lambda tmp: pq.write_table(table, str(tmp)))
-
-
 def run_embedding(
     items: Sequence[InputItem],
     prepare: FacePreparer,
@@ -170,7 +97,7 @@ def run_embedding(
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     out_dir = Path(out_dir)
     shard_dir = out_dir / SHARD_DIR
-    finals = _output_files(out_dir, fmt)
+    finals = output_files(out_dir, fmt)
     key = fingerprint(items, {**settings, "embedding_size": embedding_size})
     n_rows = len(items)
     n_shards = (n_rows + shard_size - 1) // shard_size
@@ -204,7 +131,7 @@ def run_embedding(
         else:
             done = int(state.get("done", 0))
     shard_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(progress_path, {"fingerprint": key, "n_rows": n_rows, "shard_size": shard_size, "done": done})
+    write_json(progress_path, {"fingerprint": key, "n_rows": n_rows, "shard_size": shard_size, "done": done})
 
     bar = tqdm(total=n_rows, initial=min(done * shard_size, n_rows), unit="img", desc="embed", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -225,31 +152,27 @@ def run_embedding(
                     "ok": p.crop is not None,
                     "error": p.error,
                     "n_faces": "" if p.n_faces is None else p.n_faces,
-                    "det_score": _fmt(p.det_score),
-                    "norm": _fmt(float(norms[i])) if p.crop is not None else "",
+                    "det_score": format_float(p.det_score),
+                    "norm": format_float(float(norms[i])) if p.crop is not None else "",
                 }
                 for i, (item, p) in enumerate(zip(chunk, prepared))
             ]
-            _write_npy(shard_dir / f"shard_{shard:06d}.npy", embeddings)
-            _write_rows_csv(shard_dir / f"shard_{shard:06d}.csv", rows)
-            _write_json(progress_path, {"fingerprint": key, "n_rows": n_rows, "shard_size": shard_size, "done": shard + 1})
+            write_npy(shard_dir / f"shard_{shard:06d}.npy", embeddings)
+            write_rows_csv(shard_dir / f"shard_{shard:06d}.csv", rows)
+            write_json(progress_path, {"fingerprint": key, "n_rows": n_rows, "shard_size": shard_size, "done": shard + 1})
             bar.update(len(chunk))
     bar.close()
 
     # Merge. Shards written by this or an earlier run are read back alike.
     parts = [np.load(shard_dir / f"shard_{s:06d}.npy") for s in range(n_shards)]
     embeddings = np.concatenate(parts) if parts else np.zeros((0, embedding_size), np.float32)
-    rows = [r for s in range(n_shards) for r in _read_rows_csv(shard_dir / f"shard_{s:06d}.csv")]
+    rows = [r for s in range(n_shards) for r in read_rows_csv(shard_dir / f"shard_{s:06d}.csv")]
     if len(rows) != n_rows or embeddings.shape != (n_rows, embedding_size):
         raise RuntimeError(f"{shard_dir}: shards hold {len(rows)} rows / {embeddings.shape}, expected {n_rows}; rerun with --overwrite")
     failures = Counter(r["error"] for r in rows if r["ok"] != "True")
     n_ok = sum(r["ok"] == "True" for r in rows)
-    if fmt == "npy":
-        _write_npy(finals[0], embeddings)
-        _write_rows_csv(finals[1], rows)
-    else:
-        _write_parquet(finals[0], rows, embeddings)
-    _write_json(manifest_path, {"fingerprint": key, "format": fmt, "n_rows": n_rows, "n_ok": n_ok,
+    write_embeddings(out_dir, fmt, rows, embeddings)
+    write_json(manifest_path, {"fingerprint": key, "format": fmt, "n_rows": n_rows, "n_ok": n_ok,
                                 "failures": dict(failures), "settings": settings})
     shutil.rmtree(shard_dir)
     return EmbedSummary(finals, n_rows, n_ok, failures, resumed_from_row=min(done * shard_size, n_rows))

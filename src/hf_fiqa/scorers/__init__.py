@@ -1,0 +1,95 @@
+"""Face-quality scorers: one protocol, one loader, every method behind it.
+
+* :class:`QualityScorer`: aligned crops (any size) in, one quality per face out, higher = better;
+* :func:`load_scorer`: a baseline name, or a model folder / Hub id (a quality model with its
+  processor, or a recognizer whose embedding magnitude is the quality, as in MagFace);
+* :class:`ModelQualityScorer`, :class:`MagFaceQualityScorer` and the weight-free baselines
+  (:data:`BASELINES`) that every learned method must beat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .baselines import (
+    BASELINES,
+    DetectorConfidenceScorer,
+    FaceSizeScorer,
+    InterEyeDistanceScorer,
+    MissingDetectionError,
+    RandomScorer,
+    SharpnessScorer,
+    make_baseline,
+)
+from .protocol import QualityScorer, crop_spec
+
+__all__ = [
+    "BASELINES",
+    "DetectorConfidenceScorer",
+    "FaceSizeScorer",
+    "InterEyeDistanceScorer",
+    "MagFaceQualityScorer",
+    "MissingDetectionError",
+    "ModelQualityScorer",
+    "QualityScorer",
+    "RandomScorer",
+    "SharpnessScorer",
+    "crop_spec",
+    "is_recognizer",
+    "load_scorer",
+    "make_baseline",
+    "scorer_for_model",
+]
+
+
+def __getattr__(name: str):
+    # The model scorers pull in torch; baselines and the protocol do not need it.
+    if name == "ModelQualityScorer":
+        from .model import ModelQualityScorer
+
+        return ModelQualityScorer
+    if name == "MagFaceQualityScorer":
+        from .magface import MagFaceQualityScorer
+
+        return MagFaceQualityScorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def is_recognizer(config: Any) -> bool:
+    """A face recognizer (its output is an embedding) rather than a quality model (a score)."""
+    return hasattr(config, "embedding_size")
+
+
+def scorer_for_model(model: Any, image_processor: Any, device: Any = None, batch_size: int = 16) -> QualityScorer:
+    """The scorer a loaded model implies: embedding magnitude for a recognizer, else the model's score."""
+    if image_processor is None:
+        raise ValueError(f"{type(model).__name__} needs its image processor to score faces")
+    if is_recognizer(getattr(model, "config", None)):
+        from .magface import MagFaceQualityScorer
+
+        return MagFaceQualityScorer(model, image_processor, device=device, batch_size=batch_size)
+    from .model import ModelQualityScorer
+
+    return ModelQualityScorer(model, image_processor, device=device, batch_size=batch_size)
+
+
+def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16) -> QualityScorer:
+    """A scorer from a baseline name (see :data:`BASELINES`) or a model folder / Hub id.
+
+    Models load with their own code and processor (``trust_remote_code=True``), so any saved
+    hf-fiqa model works without knowing its family here.
+    """
+    if name_or_path in BASELINES:
+        return make_baseline(name_or_path)
+    from transformers import AutoImageProcessor, AutoModel
+
+    from .. import models  # noqa: F401  (registers the families with the Auto classes)
+
+    try:
+        model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True)
+        processor = AutoImageProcessor.from_pretrained(name_or_path, trust_remote_code=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"cannot load a quality scorer from {name_or_path!r}: {exc} (expected a baseline name "
+            f"{sorted(BASELINES)} or a saved model folder / Hub id with its image processor)") from exc
+    return scorer_for_model(model, processor, device=device, batch_size=batch_size)
