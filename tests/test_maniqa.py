@@ -305,3 +305,19 @@ def test_label_range_is_validated_and_saved(tmp_path):
     config.label_range = (0, 100)
     config.save_pretrained(tmp_path)
     assert MANIQAConfig.from_pretrained(tmp_path).label_range == [0.0, 100.0]
+
+
+def test_quality_calibration_maps_score_monotonically_to_0_100():
+    from hf_fiqa.models.maniqa.modeling_maniqa import calibrated_quality
+
+    calibration = {"score": [10.0, 50.0, 90.0], "quality": [0.0, 40.0, 100.0], "meaning": "test"}
+    config = MANIQAConfig.tiny(label_range=[0.0, 100.0], quality_calibration=calibration)
+    out = MANIQAForImageQualityAssessment(config).eval()(pixel_values=torch.randn(3, 3, 32, 32))
+    torch.testing.assert_close(out.quality, calibrated_quality(out.score, calibration))
+    mapped = calibrated_quality(torch.tensor([0.0, 10.0, 30.0, 50.0, 70.0, 90.0, 200.0]), calibration)
+    torch.testing.assert_close(mapped, torch.tensor([0.0, 0.0, 20.0, 40.0, 70.0, 100.0, 100.0]))
+    assert MANIQAForImageQualityAssessment(MANIQAConfig.tiny())(pixel_values=torch.randn(1, 3, 32, 32)).quality is None
+    for bad in ({"score": [1.0, 1.0], "quality": [0.0, 1.0]}, {"score": [0.0, 1.0], "quality": [50.0, 10.0]},
+                {"score": [0.0, 1.0], "quality": [0.0, 101.0]}, [1, 2]):
+        with pytest.raises(ValueError, match="quality_calibration"):
+            MANIQAConfig.tiny(quality_calibration=bad)

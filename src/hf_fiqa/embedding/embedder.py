@@ -79,9 +79,14 @@ class RecognitionEmbedder:
 
     @property
     def crop_template(self) -> tuple | None:
-        """Unit-square landmark template of the recognizer's training crops (None: ArcFace's)."""
+        """Unit-square landmark template of the recognizer's training crops (None: ArcFace's).
+
+        Configs store it in pixels of ``image_size`` (dlib's ResNet: its 150x150 chip)."""
         template = getattr(self.model.config, "alignment_template", None)
-        return None if template is None else tuple(tuple(point) for point in template)
+        if template is None:
+            return None
+        size = float(self.model.config.image_size)  # stored in pixels of the model's input
+        return tuple((float(x) / size, float(y) / size) for x, y in template)
 
     @property
     def embedding_size(self) -> int:

@@ -3,7 +3,9 @@
 The processor owns every pixel decision (views, resizing, normalisation), so this scorer takes
 crops of any size and only batches views, runs the model and averages view scores per crop.
 Models trained here report their score in their training labels' units themselves
-(``config.label_range``), so the model alone and the pipeline give the same number.
+(``config.label_range``), and a calibrated model its 0-100 ``quality``, so the model alone and the
+pipeline give the same number. A model trained on faces cut to another template than ArcFace's
+(the SDD-FIQA hybrid sees dlib's chip) names it in ``config.alignment_template``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class ModelQualityScorer:
         self.batch_size = int(batch_size)
         self.name = name or getattr(model.config, "model_type", type(model).__name__)
         self.crop_size = int(getattr(image_processor, "crop_size", getattr(model.config, "image_size", 224)))
+        template = getattr(model.config, "alignment_template", None)
+        # Template points are stored in pixels of the model's input, as recognizers store theirs.
+        self.crop_template = None if template is None else tuple((x / self.crop_size, y / self.crop_size)
+                                                                 for x, y in template)
 
     @torch.inference_mode()
     def score_images(self, images: Sequence[np.ndarray | Image.Image], batch_size: int | None = None) -> np.ndarray:
@@ -57,7 +63,9 @@ class ModelQualityScorer:
         for start in range(0, len(owners), step):
             chunk = {k: v[start:start + step].to(self.device, self.dtype if v.is_floating_point() else None)
                      for k, v in inputs.items()}
-            view_scores.append(self.model(**chunk).score.float().cpu())
+            output = self.model(**chunk)
+            # A calibrated model reports its 0-100 quality; otherwise its score is the quality.
+            view_scores.append((output.score if getattr(output, "quality", None) is None else output.quality).float().cpu())
         scores = torch.cat(view_scores)
         if scores.ndim > 1:  # several outputs: the first is the quality
             scores = scores[:, 0]

@@ -29,6 +29,26 @@ def check_label_range(value: Any, owner: str = "MANIQAConfig") -> Optional[list[
     return [low, high]
 
 
+def check_quality_calibration(value: Any) -> Optional[dict]:
+    """``None`` or ``{"score": [...], "quality": [...], ...}``: increasing score knots, quality in [0, 100]."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "score" not in value or "quality" not in value:
+        raise ValueError(f"MANIQAConfig.quality_calibration: must be None or a dict with 'score' and 'quality', got {value!r}")
+    try:
+        score = [float(v) for v in value["score"]]
+        quality = [float(v) for v in value["quality"]]
+    except (TypeError, ValueError):
+        raise ValueError("MANIQAConfig.quality_calibration: 'score' and 'quality' must be lists of numbers") from None
+    if len(score) < 2 or len(score) != len(quality):
+        raise ValueError("MANIQAConfig.quality_calibration: needs 2 or more knots, as many qualities as scores")
+    if not all(math.isfinite(v) for v in score + quality) or any(b <= a for a, b in zip(score, score[1:])):
+        raise ValueError("MANIQAConfig.quality_calibration: scores must be finite and strictly increasing")
+    if any(b < a for a, b in zip(quality, quality[1:])) or quality[0] < 0 or quality[-1] > 100:
+        raise ValueError("MANIQAConfig.quality_calibration: qualities must be non-decreasing within [0, 100]")
+    return {**value, "score": score, "quality": quality}
+
+
 class MANIQAConfig(PretrainedConfig):
     r"""
     Args:
@@ -54,6 +74,11 @@ class MANIQAConfig(PretrainedConfig):
             labels min-max scaled to [0, 1]; ``forward`` returns ``score`` mapped back to ``low + (high - low) * s``
             (the loss is computed before that mapping, on the [0, 1] target). ``None`` (default, and what
             converted official checkpoints carry): ``score`` is the head's output as it is.
+        quality_calibration (`dict`, *optional*): ``{"score": knots, "quality": knots, "meaning": text}``, a
+            monotone piecewise-linear map from ``score`` to a 0-100 ``quality`` fitted on calibration data
+            (see ``hf_fiqa.metrics.calibration``); ``forward`` then also returns ``quality``. ``meaning`` says
+            what the number means (for SDD-FIQA models: 100 minus the expected percentage of a face's genuine
+            comparisons that fail at a fixed false-match rate).
     """
 
     model_type = "maniqa"
@@ -62,6 +87,8 @@ class MANIQAConfig(PretrainedConfig):
         # Training sets label_range after the model is built; validate it however it is set.
         if name == "label_range":
             value = check_label_range(value)
+        elif name == "quality_calibration":
+            value = check_quality_calibration(value)
         super().__setattr__(name, value)
 
     def __init__(
@@ -86,6 +113,7 @@ class MANIQAConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         loss_type: str = "mse",
         label_range: Optional[Sequence[float]] = None,
+        quality_calibration: Optional[dict] = None,
         **kwargs: Any,
     ):
         self.backbone = backbone
@@ -108,6 +136,7 @@ class MANIQAConfig(PretrainedConfig):
         self.layer_norm_eps = float(layer_norm_eps)
         self.loss_type = str(loss_type)
         self.label_range = label_range  # checked by __setattr__
+        self.quality_calibration = quality_calibration  # checked by __setattr__
         self._validate()
         super().__init__(**kwargs)
 

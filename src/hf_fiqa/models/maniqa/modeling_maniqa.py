@@ -35,12 +35,27 @@ class MANIQAOutput(ModelOutput):
     """``score`` is the image quality (B,) or (B, num_outputs), in the units of ``config.label_range`` when set;
     per-patch maps are (B, H, W[, num_outputs]); ``patch_scores`` are in the same units as ``score`` (whose
     value is their ``patch_weights``-weighted mean). ``loss`` compares the head's [0, 1]-scaled output with
-    ``labels`` (scaled the same way)."""
+    ``labels`` (scaled the same way). ``quality`` is ``score`` on the calibrated 0-100 scale, present when the
+    config has a ``quality_calibration``."""
 
     loss: Optional[torch.Tensor] = None
     score: Optional[torch.Tensor] = None
     patch_scores: Optional[torch.Tensor] = None
     patch_weights: Optional[torch.Tensor] = None
+    quality: Optional[torch.Tensor] = None
+
+
+def calibrated_quality(score: torch.Tensor, calibration: Optional[dict]) -> Optional[torch.Tensor]:
+    """``score`` through the config's monotone piecewise-linear calibration (clamped at the end knots)."""
+    if calibration is None:
+        return None
+    knots = torch.tensor(calibration["score"], dtype=torch.float64, device=score.device)
+    values = torch.tensor(calibration["quality"], dtype=torch.float64, device=score.device)
+    s = score.detach().to(torch.float64).clamp(knots[0], knots[-1])
+    right = torch.searchsorted(knots, s.contiguous(), right=True).clamp(1, len(knots) - 1)
+    left = right - 1
+    t = (s - knots[left]) / (knots[right] - knots[left])
+    return (values[left] + t * (values[right] - values[left])).to(score.dtype)
 
 
 def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) -> torch.Tensor:
@@ -371,8 +386,12 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
             patch_scores = patch_scores.squeeze(-1)
             patch_weights = patch_weights.squeeze(-1)
         shape = (x.shape[0], grid, grid) + patch_scores.shape[2:]
+        quality = None
+        if self.config.num_outputs == 1:
+            quality = calibrated_quality(score, getattr(self.config, "quality_calibration", None))
         output = MANIQAOutput(
-            loss=loss, score=score, patch_scores=patch_scores.reshape(shape), patch_weights=patch_weights.reshape(shape)
+            loss=loss, score=score, patch_scores=patch_scores.reshape(shape), patch_weights=patch_weights.reshape(shape),
+            quality=quality,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
