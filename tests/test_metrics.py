@@ -419,6 +419,11 @@ def test_cli_evaluate_iqa_end_to_end(tmp_path, capsys):
         "evaluate-iqa", "--predictions", str(tmp_path / "pred.csv"), "--mos", str(tmp_path / "labels.txt"),
         "--pred-key-col", "path", "--basename", "--output-dir", str(out),
     ])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err  # an earlier report is kept
+    rc = _run_cli([
+        "evaluate-iqa", "--predictions", str(tmp_path / "pred.csv"), "--mos", str(tmp_path / "labels.txt"),
+        "--pred-key-col", "path", "--basename", "--output-dir", str(out), "--overwrite",
+    ])
     assert rc == 0
 
 

@@ -13,6 +13,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..outputs import OutputError, check_output_dir, is_url, positive_int
+
+
+def _check_output(args) -> None:
+    """Before any work: ROOT is not a URL, the output folder is not ROOT and can be created.
+
+    Converting again into the same folder replaces the earlier repo (the writers swap shards in only when the new
+    conversion succeeded), so an existing output is not refused here.
+    """
+    if is_url(str(args.root)):
+        raise OutputError(f"{args.root}: URLs are not supported, download the dataset first")
+    if getattr(args, "output", None) is not None:
+        check_output_dir(args.output, inputs=[args.root], create=False)
+
 DATASET_NAMES = ("koniq10k", "tid2013", "ffhq", "ms1m", "kface", "identity-folder")
 
 
@@ -32,7 +46,7 @@ def register(subparsers) -> None:
                        help="card constants for identity-folder: celeba, lfw or identity-folder (default)")
         p.add_argument("--seed", type=int, default=0, help="split seed where splits are drawn (TID2013)")
         p.add_argument("--public", action="store_true", help="create the Hub repo public (default: private)")
-        p.add_argument("--num-proc", type=int, default=1, help="processes for ms1m conversion")
+        p.add_argument("--num-proc", type=positive_int, default=1, help="processes for ms1m conversion")
 
     convert = sub.add_parser("convert", help="write NAME from ROOT as a local dataset repo (Parquet + card)")
     common(convert)
@@ -52,8 +66,8 @@ def register(subparsers) -> None:
     rec.add_argument("--max-shard-size", default="500MB")
     rec.add_argument("--method", choices=("arrow", "datasets"), default="arrow",
                      help="arrow: pyarrow ParquetWriter (faster); datasets: from_generator + to_parquet")
-    rec.add_argument("--num-proc", type=int, default=1)
-    rec.add_argument("--limit", type=int, default=None, help="convert only the first N images")
+    rec.add_argument("--num-proc", type=positive_int, default=1)
+    rec.add_argument("--limit", type=positive_int, default=None, help="convert only the first N images")
     rec.add_argument("--skip-errors", action="store_true")
     rec.set_defaults(func=_rec2parquet)
 
@@ -93,6 +107,7 @@ def _convert(args) -> int:
     skipped = SkipLog()
     push = getattr(args, "push", None)
     try:
+        _check_output(args)
         info = _card(args.name, args.card)
         if args.name == "ms1m":
             return _ms1m_repo(args.root, args.output, push, info, args)
@@ -154,6 +169,7 @@ def _rec2parquet(args) -> int:
     from .errors import DatasetFormatError
 
     try:
+        _check_output(args)
         return _ms1m_repo(args.root, args.output, None, MS1M, args)
     except (DatasetFormatError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

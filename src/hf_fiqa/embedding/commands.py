@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..outputs import OutputError, UsageError, add_device_args, add_progress_args, check_output_dir, fail, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``hf-fiqa embed``."""
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "started again with the same arguments."
         ),
     )
-    p.add_argument("input", type=Path, help="image folder, identity folder or CSV file")
+    p.add_argument("input", help="image folder, identity folder or CSV file")
     p.add_argument("--model", required=True, help="recognition model folder (save_pretrained / hf-fiqa convert) or Hub id")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument("--aligned", action="store_true",
@@ -36,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", choices=("auto", "images", "identities", "csv"), default="auto",
                    help="how INPUT is organised (default: guess)")
     p.add_argument("--format", dest="fmt", choices=("npy", "parquet"), default="npy", help="output format (default npy)")
-    p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass (default 64)")
-    p.add_argument("--shard-size", type=int, default=1024, help="rows per resumable shard (default 1024)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="faces per forward pass (default 64)")
+    p.add_argument("--shard-size", type=positive_int, default=1024, help="rows per resumable shard (default 1024)")
+    add_device_args(p)
     p.add_argument("--flip", action="store_true", help="add the embedding of the mirrored face (insightface evaluation protocol)")
-    p.add_argument("--workers", type=int, default=2, help="threads reading images (default 2)")
+    p.add_argument("--workers", type=positive_int, default=2, help="threads reading images (default 2)")
     p.add_argument("--detector-weights", default=None, help="YuNet ONNX file (default: $HF_FIQA_DETECTOR_WEIGHTS or the HF Hub cache)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results or an unfinished run in OUTPUT")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_args(p)
     p.set_defaults(func=run_embed_command)
 
 
@@ -80,27 +82,31 @@ def _detecting_preparer(cropper: Any, spec: Any):
 
 def run_embed_command(args: argparse.Namespace) -> int:
     from ..faces.types import CropSpec
+    from ..outputs import resolve_device, torch_dtype
     from .embedder import RecognitionEmbedder
     from .inputs import list_inputs
     from .job import OutputConflictError, run_embedding
 
     for name in ("batch_size", "shard_size", "workers"):
         if getattr(args, name) <= 0:
-            print(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}", file=sys.stderr)
-            return 2
+            return fail("embed", f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     try:
-        items, layout = list_inputs(args.input, args.layout)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not items:
-        print(f"error: no images found in {args.input}", file=sys.stderr)
-        return 2
+        check_output_dir(args.output, inputs=[args.input], create=False)
+        items, layout = list_inputs(args.input, args.layout, exclude=(args.output,))
+        if not items:
+            raise UsageError(f"no images found in {args.input}")
+        device = resolve_device(args.device)
+        dtype = torch_dtype(getattr(args, "dtype", None))
+    except (ValueError, OutputError) as exc:
+        return fail("embed", exc)
     try:
-        embedder = RecognitionEmbedder(args.model, device=args.device, batch_size=args.batch_size, flip=args.flip)
+        embedder = RecognitionEmbedder(args.model, device=device, batch_size=args.batch_size, flip=args.flip)
+        if dtype is not None:
+            embedder.model.to(dtype)
+            embedder.dtype = dtype
     except (ValueError, TypeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail("embed", exc)
+    n_skipped = sum(bool(item.skip) for item in items)
     settings: dict[str, Any] = {
         "model": str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model),
         # The architecture and input convention, without bookkeeping such as _name_or_path.
@@ -112,6 +118,8 @@ def run_embed_command(args: argparse.Namespace) -> int:
         "flip": bool(args.flip),
         "layout": layout,
     }
+    if dtype is not None:
+        settings["dtype"] = str(dtype).replace("torch.", "")
     if args.aligned:
         prepare = _aligned_preparer()
     else:
@@ -119,23 +127,22 @@ def run_embed_command(args: argparse.Namespace) -> int:
 
         try:
             detector = YuNetDetector(args.detector_weights)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except Exception as exc:  # a missing file, or OpenCV's cv2.error for a bad one
+            return fail("embed", f"cannot load the face detector: {exc}")
         settings["detector"] = repr(detector)
         spec = CropSpec(embedder.crop_size, embedder.crop_template)
         if spec.template is not None:
             settings["template"] = spec.template
         prepare = _detecting_preparer(FaceCropper(detector), spec)
     try:
+        check_output_dir(args.output, inputs=[args.input])  # created only now that everything else is valid
         summary = run_embedding(
             items, prepare, embedder.embed_crops, embedder.embedding_size, args.output, settings,
             shard_size=args.shard_size, fmt=args.fmt, workers=args.workers, overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-    except (OutputConflictError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (OutputConflictError, OutputError, RuntimeError) as exc:
+        return fail("embed", exc)
     files = ", ".join(str(p) for p in summary.output_files)
     if summary.already_complete:
         print(f"{args.output} already holds the complete results of this run: {files}")
@@ -145,4 +152,8 @@ def run_embed_command(args: argparse.Namespace) -> int:
     if summary.failures:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in summary.failures.most_common(5))
         print(f"{summary.n_rows - summary.n_ok} rows without embedding (see the error column): {reasons}", file=sys.stderr)
-    return 0 if summary.n_ok else 1
+    if n_skipped:
+        print(f"{n_skipped} folder entries were skipped (unsupported format, symlink loop, unreadable folder); "
+              "each has a row with the reason", file=sys.stderr)
+    non_finite = sum(n for reason, n in summary.failures.items() if reason.startswith("non-finite"))
+    return 0 if summary.n_ok and not n_skipped and not non_finite else 1

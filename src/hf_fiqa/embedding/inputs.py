@@ -16,7 +16,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, scan_images
 
 LAYOUTS = ("auto", "images", "identities", "csv")
 
@@ -28,6 +28,7 @@ class InputItem:
     path: str
     identity: str
     file: Path
+    skip: str = ""  # why a folder scan left this entry out (it still gets a row, with this as its error)
 
 
 def _is_image(path: Path) -> bool:
@@ -55,14 +56,19 @@ def _from_csv(source: Path) -> list[InputItem]:
         raise ValueError(f"{source}: not a UTF-8 CSV file ({exc})") from None
 
 
-def list_inputs(source: str | Path, layout: str = "auto") -> tuple[list[InputItem], str]:
+def list_inputs(source: str | Path, layout: str = "auto", exclude: tuple = ()) -> tuple[list[InputItem], str]:
     """Return ``(items in a stable order, layout used)`` for ``source``.
 
     Folder listings are sorted, so repeated runs see the same rows in the same order (what
-    resuming relies on). Raises ``ValueError`` naming ``source`` when it cannot be used.
+    resuming relies on). Entries a folder scan leaves out (unsupported formats such as ``.heic``,
+    symlink loops, unreadable sub-folders) are items too, with ``skip`` saying why, so each gets a
+    row. ``exclude``: paths (the command's own output) neither listed nor reported. Raises
+    ``ValueError`` naming ``source`` when it cannot be used.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if isinstance(source, str) and "://" in source[:16]:
+        raise ValueError(f"input {source}: URLs are not supported, download the files first")
     source = Path(source)
     if not source.exists():
         raise ValueError(f"input {source} does not exist")
@@ -72,7 +78,8 @@ def list_inputs(source: str | Path, layout: str = "auto") -> tuple[list[InputIte
         return _from_csv(source), "csv"
     if layout == "csv":
         raise ValueError(f"input {source} is a folder, not a CSV file")
-    images = sorted(p for p in source.rglob("*") if _is_image(p))
+    skipped: list[tuple[str, str]] = []
+    images = scan_images(source, skipped, exclude)
     relative = [p.relative_to(source) for p in images]
     if layout == "auto":
         layout = "identities" if relative and all(len(r.parts) == 2 for r in relative) else "images"
@@ -80,5 +87,12 @@ def list_inputs(source: str | Path, layout: str = "auto") -> tuple[list[InputIte
         bad = [str(r) for r in relative if len(r.parts) != 2]
         if bad:
             raise ValueError(f"input {source}: identity layout needs root/<identity>/<image>, but found {bad[:5]}")
-        return [InputItem(path=r.as_posix(), identity=r.parts[0], file=p) for r, p in zip(relative, images)], layout
-    return [InputItem(path=r.as_posix(), identity="", file=p) for r, p in zip(relative, images)], layout
+        items = [InputItem(path=r.as_posix(), identity=r.parts[0], file=p) for r, p in zip(relative, images)]
+    else:
+        items = [InputItem(path=r.as_posix(), identity="", file=p) for r, p in zip(relative, images)]
+    for path, reason in skipped:
+        rel = Path(path).relative_to(source) if Path(path) != source else Path(".")
+        identity = rel.parts[0] if layout == "identities" and len(rel.parts) == 2 else ""
+        items.append(InputItem(path=rel.as_posix(), identity=identity, file=Path(path), skip=reason))
+    items.sort(key=lambda item: item.path)
+    return items, layout

@@ -66,8 +66,8 @@ class OutputConflictError(ValueError):
 def fingerprint(items: Sequence[InputItem], settings: dict) -> str:
     """Hash of the row list and every setting that changes the embeddings."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for item in items:
-        digest.update(f"{item.path}\t{item.identity}\n".encode())
+    for item in items:  # names that are not valid UTF-8 hash by their bytes (surrogateescape, see hf_fiqa.outputs)
+        digest.update(f"{item.path}\t{item.identity}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -133,16 +133,34 @@ def run_embedding(
     shard_dir.mkdir(parents=True, exist_ok=True)
     write_json(progress_path, {"fingerprint": key, "n_rows": n_rows, "shard_size": shard_size, "done": done})
 
+    def safe_prepare(item: InputItem) -> PreparedFace:
+        if getattr(item, "skip", ""):
+            return PreparedFace(None, error=item.skip)
+        try:
+            return prepare(item)
+        except Exception as exc:  # one bad file costs one row, whatever the reader raised
+            return PreparedFace(None, error=f"cannot read {item.path}: {type(exc).__name__}: {exc}")
+
+    model_name = settings.get("model", "the model")
     bar = tqdm(total=n_rows, initial=min(done * shard_size, n_rows), unit="img", desc="embed", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for shard in range(done, n_shards):
             start = shard * shard_size
             chunk = items[start : start + shard_size]
-            prepared = list(pool.map(prepare, chunk))
+            prepared = []
+            for p in pool.map(safe_prepare, chunk):  # the bar moves per image read
+                prepared.append(p)
+                bar.update(1)
             good = [i for i, p in enumerate(prepared) if p.crop is not None]
             embeddings = np.full((len(chunk), embedding_size), np.nan, dtype=np.float32)
             if good:
                 embeddings[good] = embed_crops([prepared[i].crop for i in good])
+                for i in good:  # a NaN/inf embedding (broken weights) is an error row, never a success
+                    if not np.isfinite(embeddings[i]).all():
+                        embeddings[i] = np.nan
+                        prepared[i] = PreparedFace(None, error=f"non-finite embedding from model {model_name} "
+                                                               f"for {chunk[i].path}", n_faces=prepared[i].n_faces,
+                                                   det_score=prepared[i].det_score)
             norms = np.linalg.norm(embeddings, axis=1)
             rows = [
                 {
@@ -160,7 +178,6 @@ def run_embedding(
             write_npy(shard_dir / f"shard_{shard:06d}.npy", embeddings)
             write_rows_csv(shard_dir / f"shard_{shard:06d}.csv", rows)
             write_json(progress_path, {"fingerprint": key, "n_rows": n_rows, "shard_size": shard_size, "done": shard + 1})
-            bar.update(len(chunk))
     bar.close()
 
     # Merge. Shards written by this or an earlier run are read back alike.

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..outputs import TEXT_ERRORS, atomic_write  # noqa: F401  (re-exported: the one atomic writer)
+
 ROW_FIELDS = ("row", "path", "identity", "ok", "error", "n_faces", "det_score", "norm")
 FORMATS = ("npy", "parquet")
 EMBEDDING_COLUMN = "embedding"
@@ -31,14 +33,6 @@ class EmbeddingFormatError(ValueError):
 
 
 # -- writing ------------------------------------------------------------------------------------------------------
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename ``tmp`` onto ``path``: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=1)))
 
@@ -58,7 +52,8 @@ def format_float(value: float | None) -> str:
 
 def write_rows_csv(path: Path, rows: list[dict]) -> None:
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        # File names that are not valid UTF-8 keep their bytes (surrogateescape; see hf_fiqa.outputs).
+        with open(tmp, "w", newline="", encoding="utf-8", errors=TEXT_ERRORS) as fh:
             writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
@@ -68,7 +63,7 @@ def write_rows_csv(path: Path, rows: list[dict]) -> None:
 
 def read_rows_csv(path: Path) -> list[dict]:
     """The rows of one ``rows.csv`` (or shard) as strings, exactly as written."""
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8", errors=TEXT_ERRORS) as fh:
         return list(csv.DictReader(fh))
 
 
@@ -91,6 +86,19 @@ def write_embeddings(out_dir: Path, fmt: str, rows: list[dict], embeddings: np.n
     return files
 
 
+def _raw_bytes(text: str) -> bytes | None:
+    """The original bytes of a surrogateescape-decoded name, or None when it is valid UTF-8."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return text.encode("utf-8", TEXT_ERRORS)
+
+
+def _displayable(text: str) -> str:
+    return text if _raw_bytes(text) is None else text.encode("utf-8", TEXT_ERRORS).decode("utf-8", "backslashreplace")
+
+
 def _write_parquet(path: Path, rows: list[dict], embeddings: np.ndarray) -> None:
     try:
         import pyarrow as pa
@@ -102,13 +110,18 @@ def _write_parquet(path: Path, rows: list[dict], embeddings: np.ndarray) -> None
         return [kind(v) if v != "" else None for v in values]
 
     columns = {name: [r[name] for r in rows] for name in ROW_FIELDS}
+    # Parquet strings must be valid UTF-8: a file name that is not (surrogateescape-decoded, see hf_fiqa.outputs)
+    # is shown with backslash escapes in ``path`` and kept exactly, as bytes, in ``path_bytes``.
+    raw = [_raw_bytes(v) for v in columns["path"]]
+    extra = {"path_bytes": pa.array(raw, pa.binary())} if any(b is not None for b in raw) else {}
     table = pa.table(
         {
             "row": pa.array(num(columns["row"], int), pa.int64()),
-            "path": pa.array(columns["path"], pa.string()),
-            "identity": pa.array(columns["identity"], pa.string()),
+            "path": pa.array([_displayable(v) for v in columns["path"]], pa.string()),
+            **extra,
+            "identity": pa.array([_displayable(v) for v in columns["identity"]], pa.string()),
             "ok": pa.array([v in (True, "True") for v in columns["ok"]], pa.bool_()),
-            "error": pa.array(columns["error"], pa.string()),
+            "error": pa.array([_displayable(v) for v in columns["error"]], pa.string()),
             "n_faces": pa.array(num(columns["n_faces"], int), pa.int32()),
             "det_score": pa.array(num(columns["det_score"], float), pa.float32()),
             "norm": pa.array(num(columns["norm"], float), pa.float32()),
@@ -139,8 +152,13 @@ def read_rows(path: str | Path, required: tuple[str, ...] = ("row", "identity"))
         table = pq.read_table(p, columns=names).to_pandas()
         if "identity" in table.columns:
             table["identity"] = table["identity"].fillna("").astype(str)
+        if "path_bytes" in table.columns:  # exact names that are not valid UTF-8 (see _write_parquet)
+            raw = table.pop("path_bytes")
+            table["path"] = pd.Series([p if b is None else bytes(b).decode("utf-8", TEXT_ERRORS)
+                                       for p, b in zip(table["path"], raw)], index=table.index, dtype=object)
     else:
-        table = pd.read_csv(p, dtype={"identity": str, "path": str}, keep_default_na=False)
+        table = pd.read_csv(p, dtype={"identity": str, "path": object}, keep_default_na=False,
+                            encoding_errors=TEXT_ERRORS)  # path: object, so undecodable bytes (surrogates) fit
     missing = set(required) - set(table.columns)
     if missing:
         raise EmbeddingFormatError(f"{p} lacks the column(s) {sorted(missing)} (expected the rows table of hf-fiqa embed)")

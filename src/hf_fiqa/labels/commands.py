@@ -15,6 +15,18 @@ import os
 import sys
 from pathlib import Path
 
+from ..outputs import (
+    OutputError,
+    UsageError,
+    add_device_args,
+    add_progress_args,
+    atomic_write,
+    check_output_file,
+    fail,
+    positive_int,
+    save_figure,
+)
+
 __all__ = ["register", "main"]
 
 
@@ -65,12 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rows with ok=True (failed rows hold NaN embeddings); 'row' indexes the embeddings",
     )
     p.add_argument("--output", required=True, type=Path, help="parquet file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output, report and histogram files")
     p.add_argument("--num-pos", type=_count, default=24, help="positives per image, or 'all' (default 24)")
     p.add_argument("--num-neg", type=_count, default=24, help="negatives per image, or 'all' (default 24)")
-    p.add_argument("--repetitions", type=int, default=12, help="random repetitions averaged (default 12)")
+    p.add_argument("--repetitions", type=positive_int, default=12, help="random repetitions averaged (default 12)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device for the matrix products: cpu, cuda, cuda:1 ...")
-    p.add_argument("--chunk-size", type=int, default=32768, help="rows per processing chunk (memory knob)")
+    add_device_args(p, dtype=False)
+    p.add_argument("--chunk-size", type=positive_int, default=32768, help="rows per processing chunk (memory knob)")
     p.add_argument(
         "--neg-pool-size",
         type=_pool,
@@ -80,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-gib", type=float, default=2.0, help="keep normalised float32 embeddings in memory up to this size")
     p.add_argument("--report", type=Path, default=None, help="JSON report path (default: OUTPUT with .report.json)")
     p.add_argument("--histogram", type=Path, default=None, help="write a PNG histogram of the labels")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_args(p)
     p.set_defaults(func=run)
 
 
@@ -120,8 +133,7 @@ def _write_histogram(path: Path, quality, title: str) -> None:
     ax.set_ylabel("images")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -138,8 +150,21 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``hf-fiqa pseudo-label``; returns an exit code."""
     from .embeddings import EmbeddingError
 
+    labels_path = args.identities if args.identities is not None else args.rows
+    report_path = args.report or args.output.with_suffix(".report.json")
     try:
+        inputs = [args.embeddings, labels_path]
+        check_output_file(args.output, (".parquet",), inputs=inputs, overwrite=args.overwrite)
+        check_output_file(report_path, (".json",), inputs=[*inputs, args.output], overwrite=args.overwrite,
+                          what="--report")
+        check_output_file(args.histogram, (".png", ".pdf", ".svg"), inputs=[*inputs, args.output, report_path],
+                          overwrite=args.overwrite, what="--histogram")
+        from ..outputs import resolve_device
+
+        args.device = resolve_device(args.device)
         embeddings, identities, rows, left_out = _load_inputs(args)
+    except (OutputError, UsageError) as exc:
+        return fail("pseudo-label", exc)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -168,15 +193,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not main_process:
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(args.output, engine="pyarrow", index=False)
+    if len(frame) == 0:
+        return fail("pseudo-label", f"no image could be labelled from {args.identities or args.rows}: "
+                    f"{report.identities} identities, none with two or more usable images (SDD-FIQA needs "
+                    "genuine pairs)", code=1)
+    atomic_write(args.output, lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
     info = report.to_dict()
     if args.rows is not None:
         info["rows_left_out_not_ok"] = left_out
     info["output"] = str(args.output)
-    report_path = args.report or args.output.with_suffix(".report.json")
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
     info["report"] = str(report_path)
     if args.histogram is not None:
         _write_histogram(args.histogram, frame["quality"].to_numpy(), f"{report.labelled_rows} images, {report.identities} identities")

@@ -11,6 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..outputs import OutputError, StagedDir, add_device_args, check_output_dir, check_output_folder_free
+
+IQA_OUTPUTS = ("correlation.json", "correlation.md", "scatter.png")
+FIQA_OUTPUTS = ("pauc.json", "pauc.md")
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".txt")
 
 
@@ -100,7 +105,12 @@ def _evaluate_iqa(args: argparse.Namespace) -> int:
     for name in ("n_unmatched_predictions", "n_unmatched_mos", "n_missing_predictions"):
         if extra[name]:
             print(f"warning: {name.replace('_', ' ')}: {extra[name]}", file=sys.stderr)
-    table, paths = write_iqa_report(pred, mos, args.output_dir, extra=extra, title=args.title)
+    check_output_dir(args.output_dir, inputs=[args.predictions, args.mos], what="--output-dir")
+    check_output_folder_free(args.output_dir, IQA_OUTPUTS, args.overwrite)
+    staged = StagedDir(args.output_dir)
+    with staged as tmp:
+        table, paths = write_iqa_report(pred, mos, tmp, extra=extra, title=args.title)
+        paths = staged.publish(paths)
     print(
         f"n={table['n']} SRCC={table['srcc']:.4f} KRCC={table['krcc']:.4f} "
         f"PLCC={table['plcc_fitted']:.4f} (raw {table['plcc_raw']:.4f}) RMSE={table['rmse_fitted']:.4f}"
@@ -195,6 +205,8 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
             qualities[name] = q.astype(np.float64)
         except (TypeError, ValueError):
             raise InputError(f"quality '{name}' {path}: values are not numeric") from None
+    check_output_dir(args.output_dir, inputs=[args.embeddings, args.identities], what="--output-dir")
+    check_output_folder_free(args.output_dir, FIQA_OUTPUTS, args.overwrite)
     if args.method:
         qualities.update(_method_qualities(args, len(emb)))
     if not qualities:
@@ -213,7 +225,9 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
         invalid_embeddings="raise" if args.strict_embeddings else "drop",
         bootstrap=args.bootstrap,
     )
-    paths = report.write(args.output_dir, title=args.title)
+    staged = StagedDir(args.output_dir)
+    with staged as tmp:
+        paths = staged.publish(report.write(tmp, title=args.title))
 
     def num(value, spec: str = "+.4f") -> str:
         return "n/a" if value is None or value != value else format(value, spec)
@@ -249,6 +263,7 @@ def _method_qualities(args: argparse.Namespace, n_rows: int) -> dict:
     """Score the photos listed in the identities table (``path`` column) with each ``--method``."""
     from ..faces.detection import YuNetDetector
     from ..pipelines.dataset_quality import score_largest_faces
+    from ..outputs import resolve_device
     from ..scorers import load_scorer
 
     table = args.identities or args.embeddings
@@ -262,7 +277,7 @@ def _method_qualities(args: argparse.Namespace, n_rows: int) -> dict:
         name, _, model = spec.partition("=")
         if name in scorers:
             raise InputError(f"--method name '{name}' given twice")
-        scorers[name] = load_scorer(model or name, device=args.device)
+        scorers[name] = load_scorer(model or name, device=resolve_device(args.device))
     return score_largest_faces(paths, scorers, YuNetDetector(args.detector_weights))
 
 
@@ -272,7 +287,7 @@ def _guarded(handler):
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (InputError, ValueError, OSError) as exc:
+        except (InputError, OutputError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
 
@@ -320,6 +335,7 @@ def register(subparsers: Any) -> None:
     iqa.add_argument("--basename", action="store_true", help="join on file base names (when one side holds paths)")
     iqa.add_argument("--title", help="title for the scatter plot")
     iqa.add_argument("--output-dir", required=True, type=Path)
+    iqa.add_argument("--overwrite", action="store_true", help="replace the files of an earlier report in --output-dir")
     iqa.set_defaults(func=_guarded(_evaluate_iqa))
 
     fiqa = subparsers.add_parser(
@@ -354,7 +370,7 @@ def register(subparsers: Any) -> None:
     )
     fiqa.add_argument("--images-root", help="folder the table's relative paths start from (default: the table's folder)")
     fiqa.add_argument("--detector-weights", help="YuNet ONNX for --method (else $HF_FIQA_DETECTOR_WEIGHTS or the Hub)")
-    fiqa.add_argument("--device", default=None, help="cpu or cuda for --method models")
+    add_device_args(fiqa, dtype=False)
     fiqa.add_argument(
         "--fmr", action="append", type=_rate,
         help="target FMR for a threshold (repeatable; default 1e-3, plus 1e-2 and 1e-4 when enough impostors)",
@@ -382,4 +398,5 @@ def register(subparsers: Any) -> None:
     )
     fiqa.add_argument("--title", help="text appended to plot titles")
     fiqa.add_argument("--output-dir", required=True, type=Path)
+    fiqa.add_argument("--overwrite", action="store_true", help="replace the files of an earlier report in --output-dir")
     fiqa.set_defaults(func=_guarded(_evaluate_fiqa))

@@ -27,6 +27,7 @@ def add_converter(models: argparse._SubParsersAction, name: str, converter: Conv
     else:
         sub.add_argument("src", help=converter.src_help)
     sub.add_argument("dst", help="output folder (save_pretrained layout)")
+    sub.add_argument("--overwrite", action="store_true", help="replace a model already saved in DST")
     for option in converter.options:
         sub.add_argument(*option.flags, dest=option.dest, help=option.help, **dict(option.kwargs))
     sub.set_defaults(func=lambda args: run_converter(name, converter, args))
@@ -35,12 +36,29 @@ def add_converter(models: argparse._SubParsersAction, name: str, converter: Conv
 
 def run_converter(name: str, converter: Converter, args: argparse.Namespace) -> int:
     """Call the converter with SRC, DST and the given options; print one line; 0 on success, 2 on error."""
+    from ..outputs import OutputError, check_output_dir, check_output_folder_free, is_url
+
     options = {o.dest: getattr(args, o.dest) for o in converter.options if getattr(args, o.dest) is not None}
+    try:
+        if args.src is not None and is_url(args.src):
+            raise OutputError(f"{args.src}: URLs are not supported, download the checkpoint first")
+        check_output_dir(args.dst, inputs=[args.src] if args.src is not None else [], what="DST", create=False)
+        check_output_folder_free(args.dst, ("config.json", "model.safetensors", "pytorch_model.bin"),
+                                 getattr(args, "overwrite", False), what="DST")
+    except OutputError as exc:
+        print(f"hf-fiqa convert {name}: {exc}", file=sys.stderr)
+        return 2
     try:
         model = converter.load()(args.src, args.dst, **options)
         summary = converter.describe(model)
     except (ValueError, OSError) as exc:  # CheckpointError is a ValueError; a missing file an OSError
         print(f"hf-fiqa convert {name}: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:  # safetensors, pickle, zip and numpy readers raise their own types for a corrupt file
+        src = args.src if args.src is not None else "the default checkpoint"
+        print(f"hf-fiqa convert {name}: cannot read {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     print(f"converted {args.src if args.src is not None else '(default checkpoint)'} -> {args.dst} ({summary})")
     return 0

@@ -1,112 +1,207 @@
-"""``hf-fiqa score`` (photos) and ``hf-fiqa video``: rows per face, written as they are produced."""
+"""``hf-fiqa score`` (photos) and ``hf-fiqa video``: rows per face, written as they are produced.
+
+Every argument and output location is checked before a model is loaded or a frame decoded (see
+:mod:`hf_fiqa.outputs`); outputs are written under a temporary name and moved into place when complete.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import os
 import sys
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Any, Iterator
+
+from ..outputs import (
+    ROW_SUFFIXES,
+    OutputError,
+    RowWriter,
+    UsageError,
+    add_device_args,
+    add_progress_args,
+    check_output_file,
+    fail,
+    is_url,
+    positive_float,
+    positive_int,
+    resolve_device,
+    torch_dtype,
+)
 
 FACE_COLUMNS = ["path", "face_index", "x1", "y1", "x2", "y2", "detection_score", "quality", "status", "reason"]
+VIDEO_COLUMNS = ["frame_index", "time", "quality", "box", "detection_score", "num_faces"]
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def expand_inputs(paths: list[str]) -> list[str]:
-    """Files as given; folders expanded recursively to their image files, sorted."""
-    from ..io import IMAGE_SUFFIXES
+def expand_inputs(paths: list[str], skipped: list | None = None, exclude: tuple = ()) -> list[str]:
+    """Files as given; folders expanded recursively to their image files, sorted.
+
+    What a folder scan leaves out (unsupported formats, symlink loops, unreadable sub-folders) is appended to
+    ``skipped`` as ``(path, reason)``; a missing or non-image file given by name stays an input (it becomes an
+    error row, not a crash).
+    """
+    from ..io import scan_images
 
     out: list[str] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    for p in paths:
+        if not is_url(p) and Path(p).is_dir():
+            out.extend(str(f) for f in scan_images(p, skipped, exclude))
         else:
-            out.append(str(p))  # a missing or non-image file becomes an error row, not a crash
+            out.append(str(p))
     return out
 
 
 def record_rows(record: dict) -> Iterator[dict]:
-    """Flatten one pipeline record into CSV/JSONL rows: one per face, or one for a failed or face-less input."""
-    if record["error"]:
-        yield {"path": record["input"], "status": "error", "reason": record["error"]}
-        return
-    if not record["faces"]:
-        yield {"path": record["input"], "status": "no_face", "reason": record["reason"]}
-        return
+    """Flatten one pipeline record into CSV/JSONL rows: one per face, plus one for a failed or face-less input."""
     for face in record["faces"]:
         x1, y1, x2, y2 = face["box"]
         yield {"path": record["input"], "face_index": face["face_index"], "x1": x1, "y1": y1, "x2": x2, "y2": y2,
                "detection_score": face["detection_score"], "quality": face["quality"], "status": "ok", "reason": ""}
+    if record["error"]:
+        yield {"path": record["input"], "status": "error", "reason": record["error"]}
+    elif not record["faces"]:
+        yield {"path": record["input"], "status": "no_face", "reason": record["reason"]}
 
 
-class RowWriter:
-    """CSV or JSONL (by suffix) to a file, or CSV to stdout."""
-
-    def __init__(self, output: str | None, columns: list[str]):
-        self.columns = columns
-        self.jsonl = bool(output) and output.endswith(".jsonl")
-        self.handle: TextIO = open(output, "w", newline="") if output else sys.stdout
-        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
-        if self.csv:
-            self.csv.writeheader()
-
-    def write(self, row: dict) -> None:
-        if self.jsonl:
-            self.handle.write(json.dumps({k: row.get(k) for k in self.columns}) + "\n")
-        else:
-            self.csv.writerow(row)
-        self.handle.flush()
-
-    def close(self) -> None:
-        if self.handle is not sys.stdout:
-            self.handle.close()
+def apply_dtype(scorer: Any, dtype: Any) -> None:
+    """Cast a loaded model scorer to ``dtype`` (baselines have no weights and are left as they are)."""
+    if dtype is None:
+        return
+    holder = scorer if hasattr(scorer, "model") else getattr(scorer, "embedder", None)
+    model = getattr(holder, "model", None)
+    if model is None:
+        return
+    model.to(dtype)
+    if hasattr(holder, "dtype"):
+        holder.dtype = dtype
 
 
 def _analyzer(args: argparse.Namespace):
+    """Load the scorer and detector; problems become :class:`UsageError` (a message, not a traceback)."""
     from ..scorers import load_scorer
     from .face_quality import FaceQualityAnalyzer
 
-    scorer = load_scorer(args.model, device=args.device, batch_size=args.batch_size)
-    return FaceQualityAnalyzer(scorer, detector_weights=args.detector_weights, largest_face_only=args.largest_face_only,
-                               min_face_size=args.min_face_size)
+    device = resolve_device(args.device)
+    dtype = torch_dtype(getattr(args, "dtype", None))
+    try:
+        scorer = load_scorer(args.model, device=device, batch_size=args.batch_size)
+        apply_dtype(scorer, dtype)
+        analyzer = FaceQualityAnalyzer(scorer, detector_weights=args.detector_weights,
+                                       largest_face_only=args.largest_face_only, min_face_size=args.min_face_size)
+    except (ValueError, OSError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        analyzer.detector  # load the face detector now: a bad --detector-weights fails before any work
+    except Exception as exc:  # OpenCV raises cv2.error, not an OSError
+        raise UsageError(f"cannot load the face detector: {exc}") from None
+    return analyzer
+
+
+def _percentiles(values: list[float]) -> str:
+    import numpy as np
+
+    if not values:
+        return "no quality"
+    p5, p50, p95 = np.percentile(np.asarray(values, dtype=np.float64), [5, 50, 95])
+    return f"quality p5 {p5:.4g}, p50 {p50:.4g}, p95 {p95:.4g}"
+
+
+def write_histogram(values: list[float], path: str | os.PathLike, title: str) -> Path:
+    """A PNG (or PDF/SVG) histogram of the qualities, written atomically."""
+    from matplotlib.figure import Figure
+
+    from ..outputs import save_figure
+
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot()
+    ax.hist(values, bins=min(50, max(5, len(values) // 2 or 1)), color="#4c72b0")
+    ax.set_xlabel("quality")
+    ax.set_ylabel("faces")
+    ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def run_score(args: argparse.Namespace) -> int:
-    inputs = expand_inputs(args.paths)
-    if not inputs:
-        print("hf-fiqa score: no input files found", file=sys.stderr)
-        return 2
-    analyzer = _analyzer(args)
-    writer = RowWriter(args.output, FACE_COLUMNS)
-    failed = faces = no_face = 0
     try:
-        for record in analyzer.iter_records(inputs, progress=not args.quiet, total=len(inputs)):
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+        skipped: list[tuple[str, str]] = []
+        exclude = tuple(p for p in (args.output, args.histogram) if p)
+        inputs = expand_inputs(args.paths, skipped, exclude)
+        output = check_output_file(args.output, ROW_SUFFIXES, inputs=[*args.paths, *inputs],
+                                   overwrite=args.overwrite)
+        histogram = check_output_file(args.histogram, PLOT_SUFFIXES, inputs=[*args.paths, *inputs, args.output],
+                                      overwrite=args.overwrite, what="--histogram")
+        if not inputs and not skipped:
+            raise UsageError("no input files found")
+        analyzer = _analyzer(args)
+    except (UsageError, OutputError) as exc:
+        return fail("score", exc)
+    writer = RowWriter(output, FACE_COLUMNS)
+    failed = faces = no_face = 0
+    qualities: list[float] = []
+    ok = False
+    try:
+        for path, reason in skipped:
+            writer.write({"path": path, "status": "skipped", "reason": reason})
+        for record in analyzer.iter_records(inputs, progress=not args.no_progress, total=len(inputs),
+                                            batch_size=args.batch_size):
             failed += bool(record["error"])
             no_face += bool(not record["error"] and not record["faces"])
             faces += len(record["faces"])
+            qualities.extend(face["quality"] for face in record["faces"])
             for row in record_rows(record):
                 writer.write(row)
+        ok = True
     finally:
-        writer.close()
-    print(f"{len(inputs)} inputs: {faces} faces scored, {no_face} without a face, {failed} unreadable", file=sys.stderr)
-    return 1 if failed else 0
+        kept = writer.close(ok=ok)
+        if not ok and kept is not None:
+            print(f"hf-fiqa score: stopped; the rows written so far are in {kept}", file=sys.stderr)
+    if histogram is not None:
+        write_histogram(qualities, histogram, f"{faces} faces in {len(inputs)} inputs")
+    print(f"{len(inputs)} inputs: {faces} faces scored, {no_face} without a face, {failed} failed"
+          f"{f', {len(skipped)} entries skipped' if skipped else ''}; {_percentiles(qualities)}", file=sys.stderr)
+    return 1 if failed or skipped else 0
 
 
 def run_video(args: argparse.Namespace) -> int:
+    try:
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+        if is_url(args.file):
+            raise UsageError(f"{args.file}: URLs are not supported, download the file first")
+        if not Path(args.file).is_file():
+            raise UsageError(f"{args.file}: no such file" if not Path(args.file).exists() else f"{args.file}: not a file")
+        output = check_output_file(args.output, ROW_SUFFIXES, inputs=[args.file], overwrite=args.overwrite)
+        plot = check_output_file(args.plot, PLOT_SUFFIXES, inputs=[args.file, args.output], overwrite=args.overwrite,
+                                 what="--plot")
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise UsageError("video scoring needs PyAV: pip install 'hf-fiqa[video]'") from None
+        if plot is not None:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise UsageError("--plot needs matplotlib: pip install 'hf-fiqa[eval]'") from None
+        analyzer = _analyzer(args)
+    except (UsageError, OutputError) as exc:
+        return fail("video", exc)
     from .video import plot_quality_series, score_video
 
-    analyzer = _analyzer(args)
     result = score_video(args.file, analyzer, every_n=args.every_n, target_fps=args.fps, max_frames=args.max_frames,
-                         progress=not args.quiet)
-    columns = ["frame_index", "time", "quality", "box", "detection_score", "num_faces"]
-    writer = RowWriter(args.output, columns)
+                         progress=not args.no_progress, batch_frames=args.batch_size)
+    writer = RowWriter(output, VIDEO_COLUMNS)
+    ok = False
     try:
         for frame in result.frames:
             writer.write(vars(frame))
+        ok = True
     finally:
-        writer.close()
-    if args.plot:
-        plot_quality_series(result, args.plot)
+        writer.close(ok=ok)
+    if plot is not None:
+        plot_quality_series(result, plot, best=args.best)
     best = ", ".join(f"frame {f.frame_index} ({f.quality:.3f})" for f in result.best_frames(args.best))
     print(f"{len(result.frames)} frames sampled of {result.frames_decoded} decoded; best: {best or 'none'}", file=sys.stderr)
     if result.error:
@@ -120,26 +215,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="model folder or Hub id (MANIQA, MagFace iResNet), or a baseline: "
                              "inter_eye_distance, face_size, detector_confidence, sharpness, random")
     parser.add_argument("--output", help="FILE.csv or FILE.jsonl (default: CSV on stdout)")
-    parser.add_argument("--batch-size", type=int, default=16, help="faces per forward pass")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: the model's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="faces per forward pass")
+    add_device_args(parser)
     parser.add_argument("--detector-weights", default=None, help="YuNet ONNX file (else $HF_FIQA_DETECTOR_WEIGHTS, else the Hub)")
     parser.add_argument("--largest-face-only", action="store_true")
     parser.add_argument("--min-face-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_args(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     score = subparsers.add_parser("score", help="score every face in photos (files and folders, recursive)")
     score.add_argument("paths", nargs="+")
     _common(score)
+    score.add_argument("--histogram", default=None, help="PNG histogram of the face qualities")
     score.set_defaults(func=run_score)
 
     video = subparsers.add_parser("video", help="score the main face across a video's frames")
     video.add_argument("file")
     _common(video)
-    video.add_argument("--every-n", type=int, default=None, help="score every n-th frame")
-    video.add_argument("--fps", type=float, default=None, help="sample about this many frames per second")
-    video.add_argument("--max-frames", type=int, default=None)
-    video.add_argument("--best", type=int, default=5, help="how many best frames to report")
+    video.add_argument("--every-n", type=positive_int, default=None, help="score every n-th frame")
+    video.add_argument("--fps", type=positive_float, default=None, help="sample about this many frames per second")
+    video.add_argument("--max-frames", type=positive_int, default=None)
+    video.add_argument("--best", type=positive_int, default=5, help="how many best frames to report")
     video.add_argument("--plot", default=None, help="PNG of the quality series")
     video.set_defaults(func=run_video)

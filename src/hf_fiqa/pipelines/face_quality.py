@@ -41,6 +41,14 @@ class ScoredPhoto:
     scores: np.ndarray | None = None
 
 
+def scorer_name(scorer: Any) -> str:
+    """How a scorer is named in messages: its name and, for a loaded model, where it came from."""
+    name = str(getattr(scorer, "name", type(scorer).__name__))
+    model = getattr(scorer, "model", None) or getattr(getattr(scorer, "embedder", None), "model", None)
+    source = getattr(getattr(model, "config", None), "_name_or_path", "") or getattr(model, "name_or_path", "")
+    return f"'{name}' ({source})" if source and str(source) != name else f"'{name}'"
+
+
 class FaceQualityAnalyzer:
     """Detect, align and score faces with any quality scorer.
 
@@ -89,11 +97,15 @@ class FaceQualityAnalyzer:
             p.scores = scores[start:start + n]
             start += n
 
-    @staticmethod
-    def to_record(scored: ScoredPhoto) -> dict[str, Any]:
-        photo, faces = scored.photo, []
+    def to_record(self, scored: ScoredPhoto) -> dict[str, Any]:
+        """The result record of one photo. A non-finite quality (a broken model: NaN weights) is never a
+        success: that face is left out and the record gets an ``error`` naming the input and the model."""
+        photo, faces, broken = scored.photo, [], []
         if scored.scores is not None:
             for index, (face, quality) in enumerate(zip(photo.faces, scored.scores)):
+                if not np.isfinite(quality):
+                    broken.append(f"face {index}: {float(quality)}")
+                    continue
                 faces.append({
                     "face_index": index,
                     "box": [round(float(v), 2) for v in face.box],
@@ -102,28 +114,59 @@ class FaceQualityAnalyzer:
                     "quality": float(quality),
                 })
             faces.sort(key=lambda f: -f["quality"])
-        return {"input": photo.source, "faces": faces, "reason": photo.reason, "error": photo.error}
+        error = photo.error
+        if broken:
+            error = (f"non-finite quality from model {scorer_name(self.scorer)} for {photo.source} "
+                     f"({', '.join(broken)})")
+        return {"input": photo.source, "faces": faces, "reason": photo.reason, "error": error}
 
     # -- entry points -------------------------------------------------------------------------------------------
     def iter_records(self, items: Iterable[Any], progress: bool = False, total: int | None = None,
                      largest_face_only: bool | None = None, min_face_size: float | None = None,
                      batch_size: int | None = None) -> Iterator[dict]:
-        """Yield one record per input, in input order, scoring faces ``chunk_size`` photos at a time."""
+        """Yield one record per input, in input order.
+
+        Photos are decoded and aligned ``chunk_size`` at a time; their faces are scored ``batch_size`` at a time
+        and each photo's record is yielded as soon as its last face is scored, so progress moves per batch of
+        faces, not per chunk.
+        """
         bar = tqdm(total=total, unit="photo", disable=not progress, desc="scoring faces")
         chunk: list[ScoredPhoto] = []
-        for item in items:
-            chunk.append(self.prepare(item, largest_face_only, min_face_size))
-            if len(chunk) >= self.chunk_size:
-                yield from self._flush(chunk, bar, batch_size)
-                chunk = []
-        yield from self._flush(chunk, bar, batch_size)
-        bar.close()
+        try:
+            for item in items:
+                chunk.append(self.prepare(item, largest_face_only, min_face_size))
+                if len(chunk) >= self.chunk_size:
+                    yield from self._flush(chunk, bar, batch_size)
+                    chunk = []
+            yield from self._flush(chunk, bar, batch_size)
+        finally:
+            bar.close()
 
     def _flush(self, chunk: list[ScoredPhoto], bar: Any, batch_size: int | None) -> Iterator[dict]:
-        self.score_prepared(chunk, batch_size)
-        for photo in chunk:
-            bar.update(1)
-            yield self.to_record(photo)
+        spec = crop_spec(self.scorer)
+        crops, ends = [], []
+        for p in chunk:
+            crops.extend(p.photo.crops.get(spec, []))
+            ends.append(len(crops))
+        step = int(batch_size or getattr(self.scorer, "batch_size", 0) or 16)
+        scores = np.empty(len(crops), dtype=np.float64)
+        ready, start = 0, 0
+        while True:
+            # every photo whose faces are all scored goes out now
+            while ready < len(chunk) and ends[ready] <= start:
+                photo = chunk[ready]
+                first = ends[ready - 1] if ready else 0
+                if photo.photo.crops.get(spec):
+                    photo.scores = scores[first:ends[ready]].copy()
+                bar.update(1)
+                yield self.to_record(photo)
+                ready += 1
+            if start >= len(crops):
+                break
+            batch = crops[start:start + step]
+            scores[start:start + len(batch)] = np.asarray(self.scorer.score(batch, batch_size=step), dtype=np.float64)
+            bar.set_postfix_str(f"{start + len(batch)} faces", refresh=False)
+            start += len(batch)
 
     def score_aligned(self, items: Sequence[Any], batch_size: int | None = None) -> list[dict[str, Any]]:
         """Score inputs that already are aligned face crops (any size): one quality per input, no detection."""
@@ -137,7 +180,11 @@ class FaceQualityAnalyzer:
                 records[index]["error"] = str(exc)
         if crops:
             for index, quality in zip(owners, self.scorer.score(crops, batch_size=batch_size)):
-                records[index]["quality"] = float(quality)
+                if np.isfinite(quality):
+                    records[index]["quality"] = float(quality)
+                else:
+                    records[index]["error"] = (f"non-finite quality ({float(quality)}) from model "
+                                               f"{scorer_name(self.scorer)} for {records[index]['input']}")
         return records
 
 

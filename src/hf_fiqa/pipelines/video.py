@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..faces.cropper import face_area, select_faces
 from ..faces.types import DetectedFace
 from ..scorers import crop_spec
-from .face_quality import FaceQualityAnalyzer
+from .face_quality import FaceQualityAnalyzer, scorer_name
 
 
 @dataclass
@@ -38,6 +38,7 @@ class VideoQualityResult:
     frames: list[FrameQuality] = field(default_factory=list)
     frames_decoded: int = 0
     error: str | None = None
+    non_finite: list[int] = field(default_factory=list)  # frames whose quality came out NaN/inf
 
     def best_frames(self, k: int = 5) -> list[FrameQuality]:
         """The ``k`` sampled frames whose main face scored highest."""
@@ -117,9 +118,13 @@ def score_video(path: str | Path, analyzer: FaceQualityAnalyzer, every_n: int | 
         total = stream.frames // step if stream.frames else None
         bar = tqdm(total=min(total, max_frames) if (total and max_frames) else total, unit="frame",
                    disable=not progress, desc=f"scoring {Path(path).name}")
+        stopped_early = False
+        last_time: float | None = None
         try:
             for index, frame in enumerate(container.decode(stream)):
                 result.frames_decoded = index + 1
+                if frame.time is not None:
+                    last_time = float(frame.time)
                 if index % step:
                     continue
                 rgb = frame.to_ndarray(format="rgb24")
@@ -135,26 +140,65 @@ def score_video(path: str | Path, analyzer: FaceQualityAnalyzer, every_n: int | 
                 result.frames.append(record)
                 bar.update(1)
                 if len(pending) >= batch_frames:
-                    _score_pending(analyzer, pending)
+                    _score_pending(analyzer, pending, result)
                 if max_frames and len(result.frames) >= max_frames:
+                    stopped_early = True
                     break
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             result.error = f"video {path} broke off after {result.frames_decoded} frames: {type(exc).__name__}: {exc}"
         finally:
             bar.close()
-    _score_pending(analyzer, pending)
+        if result.error is None and not stopped_early and result.frames_decoded:
+            short = _ended_early(container, stream, result.frames_decoded, last_time, fps)
+            if short:
+                result.error = f"video {path} broke off after {result.frames_decoded} frames: {short} (truncated file?)"
+    try:
+        _score_pending(analyzer, pending, result)
+    finally:
+        if result.non_finite:
+            note = (f"non-finite quality from model {scorer_name(analyzer.scorer)} for "
+                    f"{len(result.non_finite)} frame(s) of {path} (frames {result.non_finite[:10]})")
+            result.error = f"{result.error}; {note}" if result.error else note
     if result.frames_decoded == 0 and result.error is None:
         result.error = f"no frame could be decoded from {path}"
     return result
 
 
-def _score_pending(analyzer: FaceQualityAnalyzer, pending: list) -> None:
+def _ended_early(container: Any, stream: Any, decoded: int, last_time: float | None, fps: float | None) -> str:
+    """Why a video that decoded without an error still ended before its declared length ('' when it did not).
+
+    The declared length is the stream's frame count, else its duration, else the container's duration; a file
+    cut short (truncated MKV/MP4/AVI ...) decodes fewer frames, or stops earlier, than that.
+    """
+    frame_step = 1.0 / fps if fps else 0.0
+    declared_frames = int(stream.frames or 0)
+    if declared_frames > 1 and decoded < declared_frames - 1:
+        return f"{decoded} of {declared_frames} declared frames decoded"
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = float(container.duration) / 1_000_000  # av.time_base
+    if duration and duration > 0:
+        start = float(stream.start_time * stream.time_base) if (stream.start_time is not None and stream.time_base) else 0.0
+        reached = (last_time - start + frame_step) if last_time is not None else (decoded * frame_step if fps else None)
+        if reached is not None and reached < 0.9 * duration - 2 * frame_step:
+            return f"decoding stopped at {reached:.2f} s of a declared {duration:.2f} s"
+    return ""
+
+
+def _score_pending(analyzer: FaceQualityAnalyzer, pending: list, result: "VideoQualityResult | None" = None) -> None:
     if not pending:
         return
-    scores = analyzer.scorer.score([crop for _, crop in pending])
-    for (record, _), quality in zip(pending, scores):
-        record.quality = float(quality)
-    pending.clear()
+    try:
+        scores = analyzer.scorer.score([crop for _, crop in pending])
+        for (record, _), quality in zip(pending, scores):
+            if np.isfinite(quality):
+                record.quality = float(quality)
+            elif result is not None:
+                result.non_finite.append(record.frame_index)
+    finally:
+        pending.clear()
 
 
 def plot_quality_series(result: VideoQualityResult, path: str | Path, best: int = 5) -> Path:
@@ -175,5 +219,6 @@ def plot_quality_series(result: VideoQualityResult, path: str | Path, best: int 
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    from ..outputs import save_figure
+
+    return save_figure(fig, path)

