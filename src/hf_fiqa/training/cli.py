@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 
@@ -17,8 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", help="'latest' or a checkpoint folder")
     parser.add_argument("--output-dir", help="shortcut for output_dir=...")
     parser.add_argument("overrides", nargs="*", help="key=value")
-    args = parser.parse_args(argv)
-    overrides = list(args.overrides)
+    args, unknown = parser.parse_known_args(argv)
+    flags = [a for a in unknown if a.startswith("-")]
+    if flags:
+        print(f"train.py: {_unknown_flag_message(flags[0].split('=', 1)[0])}", file=sys.stderr)
+        return 2
+    overrides = list(args.overrides) + unknown
     if args.resume:
         overrides.append(f"resume={args.resume}")
     if args.output_dir:
@@ -34,6 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: state[k] for k in ("global_step", "best_metric", "best_step", "metric")}
     print(json.dumps(summary))
     return 0
+
+
+_OPTIONS = ("--config", "--resume", "--output-dir", "--help")
+_DEVICE_FLAGS = ("--device", "--devices", "--gpu", "--gpus", "--cuda", "--cpu", "--num_processes", "--num-processes",
+                 "--multi_gpu", "--multi-gpu", "--local_rank", "--local-rank", "--mixed_precision", "--mixed-precision")
+
+
+def _unknown_flag_message(flag: str) -> str:
+    if flag in _DEVICE_FLAGS:
+        hint = ("devices, processes and precision are not options of train.py: accelerate chooses them "
+                "(`accelerate launch [--cpu | --multi_gpu --num_processes N] [--mixed_precision bf16] train.py ...`, "
+                "`accelerate config`, CUDA_VISIBLE_DEVICES=...); the config key mixed_precision=... also sets precision")
+    else:
+        close = difflib.get_close_matches(flag, _OPTIONS, n=1, cutoff=0.5)
+        hint = (f"did you mean {close[0]}? " if close else "") + "settings are given as key=value (e.g. max_steps=200)"
+    return f"unknown option {flag}; train.py takes {', '.join(_OPTIONS)}. {hint}"
 
 
 if __name__ == "__main__":

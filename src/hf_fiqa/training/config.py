@@ -7,7 +7,9 @@ work starts, naming the key and the keys that do exist.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -139,7 +141,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from ._fs import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     # -- checks -----------------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -181,8 +185,40 @@ class TrainConfig:
                     "eval_every", "log_every", "keep_checkpoints"):
             if getattr(self, key) <= 0:
                 fail(key, f"must be positive, got {getattr(self, key)}")
-        if self.max_steps is not None and self.max_steps <= 0:
-            fail("max_steps", f"must be positive, got {self.max_steps}")
+        for key, value in (("max_steps", self.max_steps), ("image_size", self.image_size),
+                           ("data.limit", self.data.limit), ("optim.t_max", self.optim.t_max),
+                           ("optim.step_size", self.optim.step_size), ("optim.lr", self.optim.lr),
+                           ("optim.gamma", self.optim.gamma), ("optim.grad_clip", self.optim.grad_clip)):
+            if value is not None and value <= 0:
+                fail(key, f"must be positive, got {value}")
+        for key, value in (("seed", self.seed), ("data.num_workers", self.data.num_workers),
+                           ("optim.weight_decay", self.optim.weight_decay), ("optim.momentum", self.optim.momentum)):
+            if value < 0:
+                fail(key, f"must not be negative, got {value}")
+        if self.seed >= 2**31:
+            fail("seed", f"must be below 2**31, got {self.seed}")
+        if self.task == "iqa" and self.data.source == "degradations":
+            from ..data.degradations import DEGRADATIONS, SEVERITIES
+
+            if not self.data.degradations:
+                fail("data.degradations", "must name at least one degradation")
+            for kind in self.data.degradations:
+                if kind not in DEGRADATIONS:
+                    fail("data.degradations", f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
+            if not self.data.severities:
+                fail("data.severities", "must list at least one severity")
+            for severity in self.data.severities:
+                if severity not in SEVERITIES:
+                    fail("data.severities", f"severity {severity} is not one of {list(SEVERITIES)}")
+        try:
+            from accelerate.utils import LoggerType
+
+            trackers = tuple(t.value for t in LoggerType)
+        except ImportError:  # pragma: no cover
+            trackers = tuple(self.trackers)
+        for tracker in self.trackers:
+            if tracker not in trackers:
+                fail("trackers", f"unknown tracker {tracker!r}; choose from {', '.join(trackers)} (or [] for none)")
         if not 0 < self.data.val_fraction < 1:
             fail("data.val_fraction", f"must be in (0, 1), got {self.data.val_fraction}")
         if self.push_to_hub and not self.hub_model_id:
@@ -201,42 +237,100 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_KEY_HINTS = {  # unknown keys people try, and where that setting really lives
+    **dict.fromkeys(("device", "devices", "gpu", "gpus", "cuda", "cpu", "num_processes", "num_gpus", "local_rank",
+                     "world_size", "multi_gpu"),
+                    "devices and processes are chosen by accelerate, not by the config: `accelerate launch "
+                    "[--cpu | --multi_gpu --num_processes N] train.py ...`, `accelerate config`, or "
+                    "CUDA_VISIBLE_DEVICES=..."),
+    "fp16": "use mixed_precision=fp16", "bf16": "use mixed_precision=bf16",
+    **dict.fromkeys(("learning_rate", "lr"), "the learning rate is optim.lr"),
+    **dict.fromkeys(("steps", "num_steps", "max_iters", "iterations"), "the step count is max_steps"),
+}
+
+
+def _fail_type(key: str, expected: str, value: Any) -> None:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "text", list: "a list", dict: "a mapping"}
+    raise ConfigError(f"config key {key} must be {expected}, got {value!r} ({kinds.get(type(value), type(value).__name__)})")
+
+
+def _number(value: Any, key: str, integer: bool) -> int | float:
+    """A number from YAML, strictly: ints stay ints; text is accepted only when it reads as a number as a whole
+    (YAML 1.1 reads ``1e-4`` as text); a float for an int field must be whole (``1e3``), never rounded."""
+    expected = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        _fail_type(key, expected, value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number: int | float = int(text) if integer and text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            _fail_type(key, expected, value)
+        if isinstance(number, int):
+            return number
+    else:
+        number = value
+    if not math.isfinite(number):
+        _fail_type(key, f"a finite {'integer' if integer else 'number'}", value)
+    if integer:
+        if number != int(number):
+            _fail_type(key, expected, value)
+        return int(number)
+    return float(number)
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against the field's type; accept numbers written as strings (YAML reads 1e-4 as text)."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    """Check ``value`` against the field's type, naming the key; nothing is converted in a way that loses or
+    reshapes the value (4.7 is no integer, "22" is no list, "yes" is no bool)."""
+    origin = typing.get_origin(hint)
+    optional = origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if origin in (typing.Union, types.UnionType) else [hint]
     if value is None:
-        if type(None) in typing.get_args(hint):
+        if optional:
             return None
         raise ConfigError(f"config key {key} cannot be null")
     scalar = args[0] if len(args) == 1 else None
     if scalar is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key {key} must be true or false, got {value!r}")
+        _fail_type(key, "true or false", value)
     if scalar in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key} must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key} must be a number, got {value!r}") from None
-        if scalar is int:
-            if number != int(number):
-                raise ConfigError(f"config key {key} must be an integer, got {value!r}")
-            return int(number)
-        return number
-    if scalar is str and not isinstance(value, str):
-        raise ConfigError(f"config key {key} must be text, got {value!r}")
+        return _number(value, key, integer=scalar is int)
+    if scalar is str:
+        if not isinstance(value, str):
+            _fail_type(key, "text", value)
+        return value
+    container = typing.get_origin(scalar)
+    if container is list:
+        if not isinstance(value, list):
+            _fail_type(key, "a list (e.g. [a, b])", value)
+        (item,) = typing.get_args(scalar) or (Any,)
+        return [value_ if item is Any else _coerce(value_, item, f"{key}[{i}]") for i, value_ in enumerate(value)]
+    if container is dict:
+        if not isinstance(value, dict):
+            _fail_type(key, "a mapping (e.g. {name: value})", value)
+        return dict(value)
     return value
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        names = ", ".join(prefix + k for k in unknown)
-        raise ConfigError(f"unknown config key(s) {names}; known keys: {', '.join(prefix + k for k in fields)}")
+        names = ", ".join(prefix + str(k) for k in unknown)
+        hints = []
+        for k in unknown:
+            if str(k).lower() in _KEY_HINTS:
+                hints.append(f"{prefix}{k}: {_KEY_HINTS[str(k).lower()]}")
+            else:
+                close = difflib.get_close_matches(str(k), list(fields), n=1)
+                if close:
+                    hints.append(f"did you mean {prefix}{close[0]}?")
+        raise ConfigError(f"unknown config key(s) {names}; " + "".join(h + "; " for h in hints)
+                          + f"known keys: {', '.join(prefix + k for k in fields)}")
     values = {}
     for name, value in raw.items():
         sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,10 +36,22 @@ class TaskData:
 
 
 class ExampleDataset(torch.utils.data.Dataset):
-    """(pixel tensor, target) pairs from an HF dataset with ``image`` and ``label`` columns."""
+    """(pixel tensor, target) pairs from an HF dataset with ``image`` and ``label`` columns.
 
-    def __init__(self, ds: Any, transform: Callable[[Image.Image], torch.Tensor], target: Callable[[Any], Any]):
+    With a ``seed`` (training), the random augmentation of an example is a pure function of (seed, epoch, index):
+    it draws from a torch RNG seeded for that example alone and leaves the global RNG untouched. So augmentations
+    do not depend on when the loader fetches a batch (accelerate reads one batch ahead), on worker processes, or
+    on how many batches were skipped after ``--resume``; and the global RNG (dropout) only moves with the model.
+    Call :meth:`set_epoch` before each epoch's loader is built.
+    """
+
+    def __init__(self, ds: Any, transform: Callable[[Image.Image], torch.Tensor], target: Callable[[Any], Any],
+                 seed: int | None = None):
         self.ds, self.transform, self.target = ds, transform, target
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -48,7 +61,19 @@ class ExampleDataset(torch.utils.data.Dataset):
         image = row["image"]
         if not isinstance(image, Image.Image):
             image = Image.open(image["path"]) if isinstance(image, dict) else image
-        return self.transform(image.convert("RGB")), self.target(row["label"])
+        image = image.convert("RGB")
+        if self.seed is None:
+            pixels = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(example_seed(self.seed, self.epoch, int(index)))
+                pixels = self.transform(image)
+        return pixels, self.target(row["label"])
+
+
+def example_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for one example's augmentation in one epoch."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1, np.uint64)[0] >> 1)
 
 
 # -- transforms -------------------------------------------------------------------------------------------------
@@ -102,6 +127,46 @@ def _split_by_group(ds: Any, groups: list[Any], val_fraction: float, seed: int) 
     return ds.select(train), ds.select(val)
 
 
+def _first(items: list[str], n: int = 10) -> str:
+    """The first ``n`` items, and how many more."""
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def check_identities(identities: list[Any], source: str, task: str, minimum: int = 2) -> None:
+    """Face tasks split by identity and verify with mated pairs: at least ``minimum`` identities must have two or
+    more photos (after faces were detected)."""
+    counts: dict[str, int] = {}
+    for identity in identities:
+        counts[str(identity)] = counts.get(str(identity), 0) + 1
+    multi = sorted(k for k, n in counts.items() if n >= 2)
+    if len(multi) < minimum:
+        singles = sorted(k for k, n in counts.items() if n < 2)
+        raise ConfigError(
+            f"{source}: {task} needs at least {minimum} identities with two or more photos, found {len(multi)} "
+            f"({_first(multi) or 'none'}) among {len(counts)} identities and {len(identities)} photos"
+            + (f"; identities with a single photo: {_first(singles)}" if singles else "")
+            + "; use more data (data.limit) or a dataset with several photos per identity")
+
+
+def check_validation_pairs(identities: list[Any], source: str, task: str) -> None:
+    """Validation needs a genuine pair (an identity with two photos) and an impostor pair (two identities)."""
+    counts: dict[str, int] = {}
+    for identity in identities:
+        counts[str(identity)] = counts.get(str(identity), 0) + 1
+    if len(counts) < 2 or max(counts.values(), default=0) < 2:
+        raise ConfigError(
+            f"{source}: the validation split of {task} holds {len(identities)} photos of {len(counts)} identities "
+            f"and {sum(n >= 2 for n in counts.values())} with two or more photos; verification needs at least two "
+            "identities, one with two or more photos. Raise data.val_fraction or data.limit")
+
+
+def _check_nonempty(train: Any, val: Any, source: str) -> None:
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"{source} gives {len(train)} training and {len(val)} validation examples after "
+                          "filtering and splitting; both must be non-empty")
+
+
 def _limit(ds: Any, limit: int | None) -> Any:
     return ds.select(range(min(limit, len(ds)))) if limit else ds
 
@@ -115,8 +180,10 @@ def _photos(root: str, limit: int | None) -> Any:
 
     path = Path(root)
     if path.is_file() or (path / "labels.csv").is_file():
-        ds = load_identity_folder(path)
-        return _limit(ds, limit)
+        ds = _limit(load_identity_folder(path), limit)
+        if len(ds) == 0:
+            raise ConfigError(f"data.root {root} lists no photos")
+        return ds
     files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: limit or None]
     if not files:
         raise ConfigError(f"data.root {root} holds no images")
@@ -134,6 +201,14 @@ def load_iqa(config: TrainConfig) -> TaskData:
         train, val = splits["train"], splits["validation"]
         train = _limit(train.rename_column("mos", "label"), data.limit)
         val = _limit(val.rename_column("mos", "label"), data.limit)
+        for split, part in (("train", train), ("validation", val)):
+            mos = np.asarray(part["label"], dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(mos))
+            if len(bad):
+                names = part["path"] if "path" in part.column_names else None
+                rows = [f"row {i}" + (f" ({names[i]})" if names is not None else "") + f": {mos[i]}" for i in bad]
+                raise ConfigError(f"data.root {data.root} ({data.source}, {split} split): {len(bad)} MOS value(s) "
+                                  f"are not finite: {_first(rows)}")
     elif data.source == "csv":
         train, val = _csv_source(data.root, config)
     else:  # degradations of real photos: label = quality level, 5 (pristine) down to 0 (severity 5)
@@ -148,6 +223,7 @@ def load_iqa(config: TrainConfig) -> TaskData:
             labels = [5.0 - float(s) for s in degraded["severity"]]
             out.append(degraded.add_column("label", labels))
         train, val = out
+    _check_nonempty(train, val, f"data.root {data.root} ({data.source})")
     labels = np.asarray(train["label"], dtype=np.float64)
     return TaskData(train=train, validation=val, label_range=(float(labels.min()), float(labels.max())))
 
@@ -161,25 +237,37 @@ def _csv_source(path: str, config: TrainConfig) -> tuple[Any, Any]:
         if not reader.fieldnames or not {"image", "label"} <= set(reader.fieldnames):
             raise ConfigError(f"data.root {path}: the CSV needs 'image' and 'label' columns, has {reader.fieldnames}")
         rows = list(reader)
-    images, labels, groups = [], [], []
+    if not rows:
+        raise ConfigError(f"data.root {path}: the CSV has a header but no rows")
+    images, labels, groups, non_finite = [], [], [], []
     for line, row in enumerate(rows, start=2):
+        if not row.get("image"):
+            raise ConfigError(f"{path}:{line}: the image column is empty")
         file = Path(row["image"]) if Path(row["image"]).is_absolute() else base / row["image"]
         if not file.is_file():
             raise ConfigError(f"{path}:{line}: image {file} does not exist")
         try:
-            labels.append(float(row["label"]))
-        except ValueError:
+            label = float(row["label"])
+        except (TypeError, ValueError):
             raise ConfigError(f"{path}:{line}: label {row['label']!r} is not a number") from None
+        if not math.isfinite(label):
+            non_finite.append(f"line {line} ({row['label'].strip()})")
+        labels.append(label)
         images.append(str(file))
         groups.append(row.get("group") or row["image"])
+    if non_finite:
+        raise ConfigError(f"{path}: {len(non_finite)} label(s) are not finite numbers: {_first(non_finite)}; "
+                          "fix or drop those rows")
     ds = Dataset.from_dict({"image": images, "label": labels},
                            features=Features({"image": ImageFeature(), "label": Value("float32")}))
     ds = _limit(ds, config.data.limit)
     return _split_by_group(ds, groups[: len(ds)], config.data.val_fraction, config.seed)
 
 
-def _aligned_faces(photos: Any, size: int, config: TrainConfig) -> Any:
+def _aligned_faces(photos: Any, size: int, config: TrainConfig, source: str = "the data") -> Any:
     """Replace ``image`` by the aligned face crop at ``size``; rows with no face are dropped (and counted)."""
+    if len(photos) == 0:
+        raise ConfigError(f"{source} gives no photos")
     if config.data.aligned:
         return photos
     from ..data import align_dataset
@@ -188,6 +276,10 @@ def _aligned_faces(photos: Any, size: int, config: TrainConfig) -> Any:
                             num_proc=None)
     kept = aligned.filter(lambda found: found, input_columns="face_found")
     dropped = len(aligned) - len(kept)
+    if len(kept) == 0:
+        raise ConfigError(f"{source}: none of the {len(aligned)} photos has a detectable face, so nothing is left to "
+                          "train on (are they faces? data.aligned=true if they already are aligned crops; "
+                          "data.detector_weights)")
     if dropped:
         logger.warning("%d of %d photos had no detectable face and are left out", dropped, len(aligned))
     return kept.remove_columns("image").rename_column(f"aligned_{size}", "image")
@@ -209,11 +301,20 @@ def load_fiqa(config: TrainConfig, size: int) -> TaskData:
     missing = {"row", "quality"} - set(labels.columns)
     if missing:
         raise ConfigError(f"{data.labels} lacks column(s) {sorted(missing)}")
+    quality = pd.to_numeric(labels["quality"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(quality))
+    if len(bad):
+        where = [f"parquet row {i} (row id {labels['row'].iloc[i]}): {labels['quality'].iloc[i]!r}" for i in bad]
+        raise ConfigError(f"{data.labels}: {len(bad)} quality label(s) are not finite numbers: {_first(where)}")
+    if labels["row"].duplicated().any():
+        dup = labels["row"][labels["row"].duplicated()].unique().tolist()
+        raise ConfigError(f"{data.labels}: row id(s) labelled more than once: {_first([str(r) for r in dup])}")
     table = rows.merge(labels[["row", "quality"]], on="row", how="inner")
     if table.empty:
         raise ConfigError(f"no row of {data.labels} matches a row of {data.rows}")
-    if not np.isfinite(table["quality"]).all():
-        raise ConfigError(f"{data.labels}: labels hold NaN or inf")
+    if len(table) < len(rows):
+        logger.warning("%d of %d rows of %s have no label in %s and are left out", len(rows) - len(table), len(rows),
+                       data.rows, data.labels)
     base = Path(data.root) if data.root else Path(data.rows).parent
     paths = [p if Path(p).is_absolute() else str(base / p) for p in table["path"]]
     ds = Dataset.from_dict(
@@ -222,11 +323,15 @@ def load_fiqa(config: TrainConfig, size: int) -> TaskData:
         features=Features({"image": ImageFeature(), "label": Value("float32"), "row": Value("int64"),
                            "identity": Value("string")}))
     ds = _limit(ds, data.limit)
-    ds = _aligned_faces(ds, size, config)
+    ds = _aligned_faces(ds, size, config, source=f"data.rows {data.rows}")
+    check_identities(list(ds["identity"]), f"data.rows {data.rows}", "fiqa")
     train, val = _split_by_group(ds, list(ds["identity"]), data.val_fraction, config.seed)
+    if data.embeddings:  # EDC needs mated pairs among validation faces
+        check_validation_pairs(list(val["identity"]), f"data.rows {data.rows}", "fiqa (EDC with data.embeddings)")
     embeddings = None
     if data.embeddings:
         embeddings = read_embeddings(data.embeddings, mmap=True)[np.asarray(val["row"])].astype(np.float32)
+    _check_nonempty(train, val, f"data.rows {data.rows}")
     labels_arr = np.asarray(train["label"], dtype=np.float64)
     return TaskData(train=train, validation=val, label_range=(float(labels_arr.min()), float(labels_arr.max())),
                     val_embeddings=embeddings)
@@ -235,9 +340,13 @@ def load_fiqa(config: TrainConfig, size: int) -> TaskData:
 def load_recognition(config: TrainConfig, size: int) -> TaskData:
     """Aligned faces of an identity folder: train identities get class ids, held-out identities verify."""
     photos = _photos(config.data.root, config.data.limit)
-    faces = _aligned_faces(photos, size, config)
+    faces = _aligned_faces(photos, size, config, source=f"data.root {config.data.root}")
     identities = [str(i) for i in faces["identity"]]
+    feature = faces.features.get("identity")
+    names = feature.int2str if hasattr(feature, "int2str") else str  # ClassLabel ids -> the dataset's names
+    check_identities([names(i) for i in faces["identity"]], f"data.root {config.data.root}", "recognition")
     train, val = _split_by_group(faces, identities, config.data.val_fraction, config.seed)
+    check_validation_pairs([names(i) for i in val["identity"]], f"data.root {config.data.root}", "recognition")
     names = sorted({str(i) for i in train["identity"]})
     index = {name: k for k, name in enumerate(names)}
     train = train.add_column("label", [index[str(i)] for i in train["identity"]])

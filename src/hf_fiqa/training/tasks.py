@@ -92,7 +92,8 @@ class QualityRegressionTask(Task):
         self.processor = self.image_processor()
         mean, std = self.processor.image_mean, self.processor.image_std
         views = "resize" if config.task == "fiqa" else "random_crop"
-        train = ExampleDataset(self.data.train, train_transform(self.image_size, mean, std, views), scale)
+        train = ExampleDataset(self.data.train, train_transform(self.image_size, mean, std, views), scale,
+                               seed=config.seed)
         val = ExampleDataset(self.data.validation, ProcessorTransform(self.processor), float)
         return self.data, train, val
 
@@ -222,7 +223,7 @@ class RecognitionTask(Task):
         self.processor = self.image_processor()
         p = self.processor
         train = ExampleDataset(self.data.train, train_transform(self.image_size, p.image_mean, p.image_std, "resize",
-                                                               p.channel_order), int)
+                                                               p.channel_order), int, seed=self.config.seed)
         val = ExampleDataset(self.data.validation, ProcessorTransform(p), int)
         return self.data, train, val
 
