@@ -12,3 +12,17 @@ fi
 .venv/bin/python -m pip install -q torch torchvision
 .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
 .venv/bin/python -c "import hf_fiqa, torch, timm, transformers; print('hf-fiqa', hf_fiqa.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| timm', timm.__version__)"
+# Optional: what tests/test_space.py needs to drive the Gradio Space in a headless browser (gradio, Playwright
+# for Python, Debian's chromium). Never fatal: without them that test skips and says why. HF_FIQA_BROWSER=0 skips.
+if [ "${HF_FIQA_BROWSER:-1}" = "1" ]; then
+  .venv/bin/python -m pip install -q -e ".[space-test]" || echo "setup: gradio/playwright not installed; the Space browser test will skip"
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+      SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo -n"
+      { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium; } >/dev/null 2>&1 \
+        || echo "setup: could not install chromium with apt-get; the Space browser test will skip"
+    else
+      echo "setup: no apt-get; install Chromium yourself (or set HF_FIQA_CHROMIUM) to run the Space browser test"
+    fi
+  fi
+fi

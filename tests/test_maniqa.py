@@ -310,14 +310,15 @@ def test_label_range_is_validated_and_saved(tmp_path):
 def test_quality_calibration_maps_score_monotonically_to_0_100():
     from hf_fiqa.models.maniqa.modeling_maniqa import calibrated_quality
 
-    calibration = {"score": [10.0, 50.0, 90.0], "quality": [0.0, 40.0, 100.0], "meaning": "test"}
+    calibration = {"intercept": 5.0, "slope": -0.1, "meaning": "test"}
     config = MANIQAConfig.tiny(label_range=[0.0, 100.0], quality_calibration=calibration)
     out = MANIQAForImageQualityAssessment(config).eval()(pixel_values=torch.randn(3, 3, 32, 32))
     torch.testing.assert_close(out.quality, calibrated_quality(out.score, calibration))
-    mapped = calibrated_quality(torch.tensor([0.0, 10.0, 30.0, 50.0, 70.0, 90.0, 200.0]), calibration)
-    torch.testing.assert_close(mapped, torch.tensor([0.0, 0.0, 20.0, 40.0, 70.0, 100.0, 100.0]))
+    scores = torch.tensor([-50.0, 0.0, 40.0, 50.0, 60.0, 100.0, 200.0], dtype=torch.float64)
+    mapped = calibrated_quality(scores, calibration)
+    torch.testing.assert_close(mapped, 100.0 / (1.0 + torch.exp(5.0 - 0.1 * scores)))
+    assert (mapped.diff() > 0).all() and mapped[3] == 50.0 and (mapped > 0).all() and (mapped < 100).all()
     assert MANIQAForImageQualityAssessment(MANIQAConfig.tiny())(pixel_values=torch.randn(1, 3, 32, 32)).quality is None
-    for bad in ({"score": [1.0, 1.0], "quality": [0.0, 1.0]}, {"score": [0.0, 1.0], "quality": [50.0, 10.0]},
-                {"score": [0.0, 1.0], "quality": [0.0, 101.0]}, [1, 2]):
+    for bad in ({"intercept": 1.0, "slope": 0.0}, {"intercept": float("nan"), "slope": 1.0}, {"slope": 1.0}, [1, 2]):
         with pytest.raises(ValueError, match="quality_calibration"):
             MANIQAConfig.tiny(quality_calibration=bad)

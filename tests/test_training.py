@@ -97,6 +97,11 @@ def test_exported_model_scores_through_face_pipeline_in_fresh_process(iqa_run, s
     assert config["label_range"] == [0.0, 5.0]
     # Validation scored centre crops (training takes crops at the image's own resolution); so does the export.
     assert json.loads((model_dir / "preprocessor_config.json").read_text())["policy"] == "center_crop"
+    # The export carries a model card with the run's own evaluation.
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.library_name and card.data.to_dict().get("model-index")
     script = (
         "import json, sys, hf_fiqa\n"
         "from transformers import AutoModel, pipeline\n"

@@ -1,46 +1,258 @@
-"""Gradio demo: upload a photo, see every face boxed and scored by hf-fiqa.
+"""Gradio demo: every face in a photo, video or webcam frame boxed and scored on an absolute quality scale.
 
-Runs on a Hugging Face Space (see README.md here) or locally: ``python spaces/face-quality-demo/app.py``.
-The model comes from ``HF_FIQA_MODEL`` (a Hub id or a folder), the YuNet detector from
-``HF_FIQA_DETECTOR_WEIGHTS`` or the Hub.
+Runs on a Hugging Face Space (see README.md) or locally: ``python spaces/face-quality-demo/app.py``. Needs no
+hf-fiqa install:
+
+* ``HF_FIQA_MODEL`` (a Hub id or a folder of a saved hf-fiqa quality model): loaded with
+  ``pipeline("face-image-quality", model=..., trust_remote_code=True)``, i.e. the pipeline code the model ships;
+* no model configured: a weight-free baseline (Laplacian sharpness of the aligned face), said so on the page;
+* the YuNet detector comes from ``HF_FIQA_DETECTOR_WEIGHTS`` or the Hub (``opencv/face_detection_yunet``).
+
+Colours and bands use one ABSOLUTE 0-100 scale (the calibrated ``quality``, else the score min-max scaled over
+the model's ``label_range``), never the range of the current photo: the same colour means the same quality in
+every upload.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
+import cv2
 import gradio as gr
-from transformers import pipeline
+import numpy as np
 
-import hf_fiqa  # noqa: F401  (registers the face-image-quality task)
-from hf_fiqa.pipelines.annotate import draw_faces
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fiqa_remote.face_quality_pipeline import (  # noqa: E402  (vendored, see fiqa_remote/__init__.py)
+    DEFAULT_BANDS,
+    ImageReadError,
+    YuNet,
+    align,
+    band_of,
+    load_image,
+    quality_0_100,
+)
 
-MODEL = os.environ.get("HF_FIQA_MODEL", "org/maniqa-sdd-fiqa")
-scorer = pipeline("face-image-quality", model=MODEL, trust_remote_code=True)
+MODEL = os.environ.get("HF_FIQA_MODEL", "").strip()
+SHARPNESS_HALF = 100.0  # Laplacian variance that the weight-free baseline maps to quality 50
+MAX_VIDEO_SAMPLES = int(os.environ.get("HF_FIQA_MAX_VIDEO_SAMPLES", "40"))
+BAND_COLOURS = {"poor": "#d7301f", "acceptable": "#f0a500", "good": "#1a9850"}
 
 
-def score(image, largest_only: bool, min_size: float):
-    if image is None:
-        return None, [], "Upload a photo."
-    record = scorer(image, largest_face_only=largest_only, min_face_size=min_size)
-    rows = [[f["face_index"], round(f["quality"], 4), round(f["detection_score"], 3), [round(v) for v in f["box"]]]
-            for f in record["faces"]]
-    status = record["error"] or record["reason"] or f"{len(rows)} face(s), best quality first"
-    return draw_faces(image, record), rows, status
+class Analyzer:
+    """Photo (RGB array) -> faces with box, landmarks, detection score, 0-100 quality, band and crop."""
 
+    def __init__(self, model: str = ""):
+        self.model = model
+        if model:
+            from transformers import pipeline
+
+            self.pipe = pipeline("face-image-quality", model=model, trust_remote_code=True)
+            self.config = self.pipe.model.config
+            self.bands = getattr(self.config, "quality_bands", None) or DEFAULT_BANDS
+            self.detector = None
+            calibrated = getattr(self.config, "quality_calibration", None) is not None
+            self.description = (f"Model `{model}`: " + ("calibrated 0-100 quality." if calibrated else
+                                "score min-max scaled to 0-100 over its label range (no calibration)."))
+        else:
+            self.pipe, self.config, self.bands = None, None, DEFAULT_BANDS
+            self.detector = YuNet()
+            self.description = (
+                "**No model configured** (`HF_FIQA_MODEL` is unset): scores come from a weight-free baseline, the "
+                f"Laplacian sharpness v of the aligned face, quality = 100·v/(v+{SHARPNESS_HALF:g}). It is not a learned "
+                "quality; set `HF_FIQA_MODEL` to an hf-fiqa model to use one.")
+
+    def __call__(self, rgb: np.ndarray) -> list[dict[str, Any]]:
+        if self.pipe is not None:
+            record = self.pipe(rgb)
+            if record.get("error"):
+                raise ValueError(record["error"])
+            faces = record["faces"]
+            calibrated = getattr(self.config, "quality_calibration", None) is not None
+            for face in faces:
+                face["score"] = face["quality"]
+                face["quality"] = float(face["quality"] if calibrated else quality_0_100(face["quality"], self.config))
+        else:
+            faces = []
+            for row in self.detector.detect(rgb):
+                crop = align(rgb, row[4:14].astype(np.float32), 112)
+                v = float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+                faces.append({"box": [round(float(x), 2) for x in row[:4]],
+                              "landmarks": row[4:14].reshape(5, 2).round(2).tolist(),
+                              "detection_score": round(float(row[14]), 4), "score": v,
+                              "quality": 100.0 * v / (v + SHARPNESS_HALF)})
+        for face in faces:
+            face["band"] = band_of(face["quality"], self.bands)
+            face["crop"] = align(rgb, np.asarray(face["landmarks"], dtype=np.float32), 112)
+        faces.sort(key=lambda f: -f["quality"])
+        for rank, face in enumerate(faces, 1):
+            face["rank"] = rank
+        return faces
+
+
+def colour(quality: float) -> tuple[int, int, int]:
+    """RGB on the fixed 0-100 scale: red (0) -> amber (50) -> green (100)."""
+    q = float(np.clip(quality, 0, 100)) / 100.0
+    stops = np.array([[215, 48, 31], [240, 165, 0], [26, 152, 80]], dtype=np.float64)
+    low = stops[0] + (stops[1] - stops[0]) * min(q * 2, 1.0)
+    return tuple(int(v) for v in (low if q <= 0.5 else stops[1] + (stops[2] - stops[1]) * (q - 0.5) * 2))
+
+
+def draw(rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
+    out = rgb.copy()
+    thick = max(2, round(max(rgb.shape[:2]) / 300))
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        c = colour(face["quality"])
+        cv2.rectangle(out, (x1, y1), (x2, y2), c, thick)
+        text = f"#{face['rank']} {face['quality']:.0f} {face['band']}"
+        scale = max(0.5, thick / 3)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thick // 2))
+        top = max(0, y1 - th - 2 * thick)
+        cv2.rectangle(out, (x1, top), (x1 + tw + 2 * thick, top + th + 2 * thick), c, -1)
+        cv2.putText(out, text, (x1 + thick, top + th + thick), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                    max(1, thick // 2), cv2.LINE_AA)
+    return out
+
+
+def legend_html(bands: dict) -> str:
+    t = [float(v) for v in bands["thresholds"]]
+    edges = [0.0, *t, 100.0]
+    stops = ", ".join(f"rgb{colour(q)} {q:.0f}%" for q in range(0, 101, 10))
+    ticks = "".join(f"<span style='position:absolute;left:{v}%;top:0;height:22px;border-left:2px solid #000'></span>"
+                    f"<span style='position:absolute;left:{v}%;top:24px;transform:translateX(-50%)'>{v:g}</span>" for v in t)
+    names = " · ".join(f"<b style='color:{BAND_COLOURS.get(label, '#333')}'>{label}</b> {edges[i]:g}-{edges[i + 1]:g}"
+                       for i, label in enumerate(bands["labels"]))
+    return (f"<div id='legend'><div style='position:relative;height:44px;margin:4px 12px'>"
+            f"<div style='height:22px;background:linear-gradient(to right, {stops})'></div>{ticks}"
+            f"<span style='position:absolute;left:0;top:24px'>0</span><span style='position:absolute;right:0;top:24px'>100</span>"
+            f"</div><div>Absolute quality scale (same colours for every photo). Bands: {names}.</div></div>")
+
+
+def _table(faces: list[dict]) -> list[list[Any]]:
+    return [[f["rank"], round(f["quality"], 1), f["band"], round(f["detection_score"], 3),
+             [round(v) for v in f["box"]]] for f in faces]
+
+
+def _downloads(rows: list[dict], stem: str) -> list[str]:
+    folder = Path(tempfile.mkdtemp(prefix="fiqa-"))
+    json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
+    json_path.write_text(json.dumps(rows, indent=1))
+    with csv_path.open("w", newline="") as handle:
+        keys = list(rows[0].keys()) if rows else ["rank", "quality"]
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+    return [str(csv_path), str(json_path)]
+
+
+def _export_rows(faces: list[dict], **extra: Any) -> list[dict]:
+    return [{**extra, **{k: v for k, v in f.items() if k != "crop"}} for f in faces]
+
+
+def analyse_photo(source: Any):
+    """Uploaded file path or webcam array -> annotated photo, crops gallery, table, status, downloads."""
+    if source is None:
+        return None, [], [], "Upload a photo (or use the webcam tab).", None
+    name = getattr(source, "name", source) if not isinstance(source, np.ndarray) else "webcam frame"
+    try:
+        rgb = np.asarray(load_image(source if isinstance(source, np.ndarray) else str(name)))
+        faces = analyzer(rgb)
+    except (ImageReadError, ValueError) as exc:
+        return None, [], [], f"⚠️ Error: {exc}", None
+    if not faces:
+        return rgb, [], [], "No face detected in this photo.", None
+    gallery = [(f["crop"], f"#{f['rank']} quality {f['quality']:.1f} ({f['band']})") for f in faces]
+    status = f"{len(faces)} face(s), best quality first. {analyzer.description}"
+    return draw(rgb, faces), gallery, _table(faces), status, _downloads(_export_rows(faces), "faces")
+
+
+def analyse_video(path: str | None, progress=gr.Progress()):
+    """Sampled frames -> quality series plot (best face per frame), best frames, downloads."""
+    if not path:
+        return None, [], "Upload a video.", None
+    capture = cv2.VideoCapture(str(path))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 25.0) or 25.0
+    if not capture.isOpened() or total <= 0:
+        return None, [], f"⚠️ Error: cannot read video {Path(path).name} (no decodable frames)", None
+    step = max(1, total // MAX_VIDEO_SAMPLES)
+    rows, frames = [], []
+    for index in progress.tqdm(range(0, total, step), desc="frames"):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        faces = analyzer(rgb)
+        best = faces[0] if faces else None
+        rows.append({"frame": index, "time_s": round(index / fps, 3), "faces": len(faces),
+                     "quality": None if best is None else round(best["quality"], 2),
+                     "band": None if best is None else best["band"]})
+        if best is not None:
+            frames.append((best["quality"], index, draw(rgb, faces)))
+    capture.release()
+    if not rows:
+        return None, [], f"⚠️ Error: cannot read video {Path(path).name}", None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    times = [r["time_s"] for r in rows]
+    qualities = [np.nan if r["quality"] is None else r["quality"] for r in rows]
+    for low, high, label in zip([0, *analyzer.bands["thresholds"]], [*analyzer.bands["thresholds"], 100],
+                                analyzer.bands["labels"]):
+        ax.axhspan(low, high, color=BAND_COLOURS.get(label, "#ccc"), alpha=0.12)
+    ax.plot(times, qualities, marker="o", color="#333")
+    ax.set(xlabel="time (s)", ylabel="best face quality (0-100)", ylim=(0, 100), title="quality over time")
+    fig.tight_layout()
+    frames.sort(key=lambda item: -item[0])
+    best = [(image, f"frame {index}: quality {q:.1f}") for q, index, image in frames[:4]]
+    status = (f"{len(rows)} frames sampled (every {step}), {sum(r['faces'] > 0 for r in rows)} with a face. "
+              + analyzer.description)
+    return fig, best, status, _downloads(rows, "video_quality")
+
+
+analyzer = Analyzer(MODEL)
 
 with gr.Blocks(title="hf-fiqa: face image quality") as demo:
-    gr.Markdown(f"# Face image quality\nNo-reference quality of every face in a photo. Model: `{MODEL}`.")
-    with gr.Row():
-        photo = gr.Image(type="pil", label="photo")
-        annotated = gr.Image(type="pil", label="faces by quality")
-    with gr.Row():
-        largest = gr.Checkbox(label="largest face only")
-        min_size = gr.Slider(0, 200, value=0, step=8, label="minimum face size (px)")
-    status = gr.Markdown()
-    table = gr.Dataframe(headers=["face", "quality", "detection", "box"], label="faces")
-    button = gr.Button("Score")
-    button.click(score, [photo, largest, min_size], [annotated, table, status])
+    gr.Markdown("# Face image quality\nEvery face detected, aligned and scored; colours on a fixed 0-100 scale.")
+    gr.Markdown(analyzer.description, elem_id="scorer-description")
+    gr.HTML(legend_html(analyzer.bands))
+    with gr.Tab("Photo"):
+        with gr.Row():
+            photo = gr.File(label="photo (runs on upload)", file_types=["image"], elem_id="photo-input")
+            annotated = gr.Image(label="faces on the absolute quality scale", elem_id="annotated")
+        status = gr.Markdown(elem_id="status")
+        gallery = gr.Gallery(label="face crops, best to worst", columns=6, height="auto", elem_id="crops")
+        table = gr.Dataframe(headers=["rank", "quality", "band", "detection", "box"], label="faces", elem_id="table")
+        files = gr.File(label="download CSV / JSON", file_count="multiple", elem_id="downloads")
+        photo.upload(analyse_photo, photo, [annotated, gallery, table, status, files])
+    with gr.Tab("Webcam"):
+        with gr.Row():
+            cam = gr.Image(sources=["webcam"], type="numpy", label="webcam")
+            cam_out = gr.Image(label="faces")
+        cam_status = gr.Markdown()
+        cam_gallery = gr.Gallery(label="face crops, best to worst", columns=6, height="auto")
+        cam_table = gr.Dataframe(headers=["rank", "quality", "band", "detection", "box"], label="faces")
+        cam_files = gr.File(label="download CSV / JSON", file_count="multiple")
+        cam.change(analyse_photo, cam, [cam_out, cam_gallery, cam_table, cam_status, cam_files])
+    with gr.Tab("Video"):
+        video = gr.Video(label="video (runs on upload)")
+        plot = gr.Plot(label="quality series")
+        video_status = gr.Markdown()
+        best_frames = gr.Gallery(label="best frames", columns=4, height="auto")
+        video_files = gr.File(label="download CSV / JSON", file_count="multiple")
+        video.upload(analyse_video, video, [plot, best_frames, video_status, video_files])
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

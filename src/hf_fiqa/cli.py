@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "hf_fiqa.data.commands",
     "hf_fiqa.metrics.commands",
     "hf_fiqa.recipes.commands",
+    "hf_fiqa.export.commands",
 ]
 
 

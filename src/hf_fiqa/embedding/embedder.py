@@ -48,7 +48,11 @@ def load_recognizer(model_or_path: Any, image_processor: Any = None,
         raise ValueError(f"{type(model).__name__} is not a face-recognition model (its config has no embedding_size)")
     if image_processor is None:
         raise ValueError(f"{type(model).__name__} needs its image processor (normalisation lives there)")
-    return model.to(device).eval(), image_processor
+    model = model.to(device).eval()
+    if device.type == "cpu":
+        # oneDNN's fastest layout for the 3x3 convolutions of every recognizer here (about 1.5-2x on CPU).
+        model = model.to(memory_format=torch.channels_last)
+    return model, image_processor
 
 
 class RecognitionEmbedder:

@@ -6,10 +6,10 @@ over; "73" means nothing by itself. Here the raw score is mapped, monotonically,
     quality = 100 x (1 - expected fraction of the face's genuine comparisons that fail)
 
 at one fixed decision threshold of the recognizer (from a target false-match rate on impostor
-comparisons). The map is an isotonic (monotone non-increasing) fit of each calibration face's
-observed failure rate against its raw score, stored as a few knots of a piecewise-linear function
-in the model's config (``quality_calibration``), so the model alone and every pipeline give the
-same number. :func:`discard_table` turns a set of faces into the "discard below Q" table users
+comparisons). The map is a logistic fit of each calibration face's failed comparisons against its raw score
+(strictly monotone, so no two faces the network tells apart get the same quality), stored as two
+numbers in the model's config (``quality_calibration``), so the model alone and every pipeline give
+the same number. :func:`discard_table` turns a set of faces into the "discard below Q" table users
 ask for (what share of faces goes, and what it does to the false non-match rate).
 """
 
@@ -44,7 +44,7 @@ def threshold_at_fmr(embeddings: np.ndarray, identities: Sequence[Any], fmr: flo
 def face_failure_rates(probe_embeddings: np.ndarray, probe_identities: Sequence[Any], probe_sources: Sequence[Any],
                        reference_embeddings: np.ndarray, reference_identities: Sequence[Any],
                        reference_sources: Sequence[Any], threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(failure rate, number of genuine comparisons)`` per probe.
+    """``(failed comparisons, genuine comparisons)`` per probe.
 
     A probe's genuine comparisons are the reference photos of its identity that do not share its
     source; a comparison fails when its cosine similarity is below ``threshold``.
@@ -52,45 +52,56 @@ def face_failure_rates(probe_embeddings: np.ndarray, probe_identities: Sequence[
     p, r = _unit(probe_embeddings), _unit(reference_embeddings)
     p_ids, r_ids = np.asarray(probe_identities).astype(str), np.asarray(reference_identities).astype(str)
     p_src, r_src = np.asarray(probe_sources).astype(str), np.asarray(reference_sources).astype(str)
-    rates = np.full(len(p), np.nan)
+    failed = np.zeros(len(p), dtype=np.int64)
     counts = np.zeros(len(p), dtype=np.int64)
     for lo in range(0, len(p), 2048):
         hi = min(len(p), lo + 2048)
         sims = p[lo:hi] @ r.T
         genuine = (p_ids[lo:hi, None] == r_ids[None, :]) & (p_src[lo:hi, None] != r_src[None, :])
         counts[lo:hi] = genuine.sum(axis=1)
-        fails = ((sims < threshold) & genuine).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rates[lo:hi] = np.where(counts[lo:hi] > 0, fails / counts[lo:hi], np.nan)
-    return rates, counts
+        failed[lo:hi] = ((sims < threshold) & genuine).sum(axis=1)
+    return failed, counts
 
 
-def fit_quality_calibration(scores: np.ndarray, failure_rates: np.ndarray, weights: np.ndarray | None = None,
-                            num_knots: int = 25, meaning: str = "") -> dict[str, Any]:
-    """Knots of the monotone map raw score -> 0-100 quality (see the module docstring).
+def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
+                            meaning: str = "", iterations: int = 100) -> dict[str, Any]:
+    """Logistic calibration: ``P(a genuine comparison fails | score) = sigmoid(a + b * score)``.
 
-    ``weights`` (e.g. each face's number of genuine comparisons) weight the isotonic fit.
-    Knots sit at quantiles of the calibration scores; beyond the end knots the quality is held.
+    Fitted by maximum likelihood on every calibration face's ``failures`` out of ``comparisons``
+    (Newton's method on the binomial log-likelihood, the raw score standardised for stability).
+    The returned dict is what ``MANIQAConfig.quality_calibration`` takes: ``quality = 100 x (1 -
+    P(fail))``. A logistic rather than an isotonic fit: a monotone step function would give many faces
+    the same quality and throw away the ranking the network makes.
     """
-    from scipy.optimize import isotonic_regression
-
-    scores = np.asarray(scores, dtype=np.float64)
-    rates = np.asarray(failure_rates, dtype=np.float64)
-    w = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=np.float64)
-    ok = np.isfinite(scores) & np.isfinite(rates) & (w > 0)
+    s = np.asarray(scores, dtype=np.float64)
+    k = np.asarray(failures, dtype=np.float64)
+    n = np.asarray(comparisons, dtype=np.float64)
+    ok = np.isfinite(s) & np.isfinite(k) & (n > 0)
     if ok.sum() < 10:
         raise ValueError(f"calibration needs at least 10 faces with a score and genuine comparisons, got {int(ok.sum())}")
-    order = np.argsort(scores[ok], kind="stable")
-    s, y, w = scores[ok][order], rates[ok][order], w[ok][order]
-    fitted = isotonic_regression(y, weights=w, increasing=False).x  # failure falls as the score rises
-    knots = np.unique(np.quantile(s, np.linspace(0.0, 1.0, num_knots)))
-    if len(knots) < 2:
+    s, k, n = s[ok], k[ok], n[ok]
+    if not 0 < k.sum() < n.sum():
+        raise ValueError("calibration needs both failed and successful genuine comparisons")
+    mean, std = s.mean(), s.std()
+    if std <= 0:
         raise ValueError("calibration scores are all equal; the model does not rank faces")
-    expected_failure = np.interp(knots, s, fitted)
-    quality = np.clip(100.0 * (1.0 - expected_failure), 0.0, 100.0)
-    quality = np.maximum.accumulate(quality)  # interpolation of a monotone fit stays monotone; guard rounding
-    return {"score": [float(v) for v in knots], "quality": [float(round(v, 4)) for v in quality],
-            "meaning": meaning, "num_faces": int(ok.sum())}
+    z = (s - mean) / std
+    x = np.column_stack([np.ones_like(z), z])
+    beta = np.array([np.log(k.sum() / (n.sum() - k.sum())), 0.0])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        gradient = x.T @ (k - n * p)
+        hessian = (x * (n * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    slope = beta[1] / std
+    intercept = beta[0] - slope * mean
+    if slope == 0 or not np.isfinite([intercept, slope]).all():
+        raise ValueError("the calibration fit failed: the score does not predict failures")
+    return {"intercept": float(intercept), "slope": float(slope), "meaning": meaning, "num_faces": int(ok.sum()),
+            "num_comparisons": int(n.sum()), "failure_rate": float(k.sum() / n.sum())}
 
 
 def discard_table(qualities: np.ndarray, embeddings: np.ndarray, identities: Sequence[Any], threshold: float,

@@ -60,5 +60,11 @@ def run_converter(name: str, converter: Converter, args: argparse.Namespace) -> 
         src = args.src if args.src is not None else "the default checkpoint"
         print(f"hf-fiqa convert {name}: cannot read {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    import shlex
+
+    from ..hub import write_model_card
+
+    write_model_card(args.dst, task=None, converted_from=str(args.src or "the default checkpoint"),
+                     command=shlex.join(["hf-fiqa", *sys.argv[1:]]))
     print(f"converted {args.src if args.src is not None else '(default checkpoint)'} -> {args.dst} ({summary})")
     return 0

@@ -84,8 +84,9 @@ def _analyzer(args: argparse.Namespace):
     device = resolve_device(args.device)
     dtype = torch_dtype(getattr(args, "dtype", None))
     try:
-        scorer = load_scorer(args.model, device=device, batch_size=args.batch_size)
-        apply_dtype(scorer, dtype)
+        scorer = load_scorer(args.model, device=device, batch_size=args.batch_size, backend=args.backend)
+        if args.backend == "torch":
+            apply_dtype(scorer, dtype)
         analyzer = FaceQualityAnalyzer(scorer, detector_weights=args.detector_weights,
                                        largest_face_only=args.largest_face_only, min_face_size=args.min_face_size)
     except (ValueError, OSError, ImportError) as exc:
@@ -217,6 +218,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="FILE.csv or FILE.jsonl (default: CSV on stdout)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="faces per forward pass")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: run an `hf-fiqa export onnx` export (a .onnx file, or a model folder "
+                             "holding onnx/model.onnx); needs pip install 'hf-fiqa[onnx]'")
     add_device_args(parser)
     parser.add_argument("--detector-weights", default=None, help="YuNet ONNX file (else $HF_FIQA_DETECTOR_WEIGHTS, else the Hub)")
     parser.add_argument("--largest-face-only", action="store_true")

@@ -24,6 +24,7 @@ from .baselines import (
 from .protocol import QualityScorer, crop_spec
 
 __all__ = [
+    "BACKENDS",
     "BASELINES",
     "DetectorConfidenceScorer",
     "FaceSizeScorer",
@@ -31,6 +32,7 @@ __all__ = [
     "MagFaceQualityScorer",
     "MissingDetectionError",
     "ModelQualityScorer",
+    "OnnxQualityScorer",
     "QualityScorer",
     "RandomScorer",
     "SharpnessScorer",
@@ -48,6 +50,10 @@ def __getattr__(name: str):
         from .model import ModelQualityScorer
 
         return ModelQualityScorer
+    if name == "OnnxQualityScorer":
+        from .onnx import OnnxQualityScorer
+
+        return OnnxQualityScorer
     if name == "MagFaceQualityScorer":
         from .magface import MagFaceQualityScorer
 
@@ -73,14 +79,30 @@ def scorer_for_model(model: Any, image_processor: Any, device: Any = None, batch
     return ModelQualityScorer(model, image_processor, device=device, batch_size=batch_size)
 
 
-def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16) -> QualityScorer:
+BACKENDS = ("torch", "onnxruntime")
+
+
+def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16, backend: str = "torch") -> QualityScorer:
     """A scorer from a baseline name (see :data:`BASELINES`) or a model folder / Hub id.
 
     Models load with their own code and processor (``trust_remote_code=True``), so any saved
-    hf-fiqa model works without knowing its family here.
+    hf-fiqa model works without knowing its family here. ``backend="onnxruntime"`` runs an
+    ``hf-fiqa export onnx`` export instead (an ``.onnx`` file, or a folder / Hub id holding
+    ``onnx/model.onnx`` or ``model.onnx``): see :class:`~hf_fiqa.scorers.onnx.OnnxQualityScorer`.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if name_or_path in BASELINES:
         return make_baseline(name_or_path)
+    if backend == "onnxruntime":
+        from .onnx import OnnxQualityScorer
+
+        try:
+            return OnnxQualityScorer(name_or_path, device=device, batch_size=batch_size)
+        except ImportError as exc:
+            raise ValueError(f"backend='onnxruntime' needs onnxruntime: pip install 'hf-fiqa[onnx]' ({exc})") from exc
+        except FileNotFoundError as exc:
+            raise ValueError(f"cannot load an ONNX scorer from {name_or_path!r}: {exc}") from exc
     from transformers import AutoImageProcessor, AutoModel
 
     from .. import models  # noqa: F401  (registers the families with the Auto classes)

@@ -307,6 +307,21 @@ def train(config: TrainConfig) -> dict:
     return state
 
 
+def _write_card(folder: Path, config: TrainConfig, results: dict) -> None:
+    """The exported model's README.md: metadata, the run's own evaluation, the command that made it."""
+    import shlex
+    import sys
+
+    from ..hub import write_model_card
+
+    source = config.data.source or "training data"
+    write_model_card(folder, task=config.task, results=results, datasets=[config.data.source] if config.data.source else [],
+                     command=shlex.join(["accelerate", "launch", *sys.argv]), base_model=config.model.init_from,
+                     model_name=config.hub_model_id or config.name,
+                     eval_dataset={"name": f"{source} validation split", "type": config.data.source or "custom",
+                                   "split": "validation"})
+
+
 def _evaluate(task, model, val_loader, accelerator, state: dict, out: Path) -> None:
     model.eval()
     metrics = task.evaluate(model, val_loader, accelerator)
@@ -329,6 +344,7 @@ def _evaluate(task, model, val_loader, accelerator, state: dict, out: Path) -> N
                 shutil.rmtree(partial)
             task.export(accelerator.unwrap_model(model), partial)
             atomic_write_text(partial / "eval_results.json", json.dumps({"step": step, **metrics}, indent=1))
+            _write_card(partial, task.config, {"step": step, **metrics})
             replace_dir(partial, out / "model")
 
 

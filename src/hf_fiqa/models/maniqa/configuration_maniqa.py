@@ -30,23 +30,49 @@ def check_label_range(value: Any, owner: str = "MANIQAConfig") -> Optional[list[
 
 
 def check_quality_calibration(value: Any) -> Optional[dict]:
-    """``None`` or ``{"score": [...], "quality": [...], ...}``: increasing score knots, quality in [0, 100]."""
+    """``None`` or ``{"intercept": a, "slope": b, ...}`` with finite a and nonzero finite b."""
     if value is None:
         return None
-    if not isinstance(value, dict) or "score" not in value or "quality" not in value:
-        raise ValueError(f"MANIQAConfig.quality_calibration: must be None or a dict with 'score' and 'quality', got {value!r}")
+    if not isinstance(value, dict) or "intercept" not in value or "slope" not in value:
+        raise ValueError(f"MANIQAConfig.quality_calibration: must be None or a dict with 'intercept' and 'slope', "
+                         f"got {value!r}")
     try:
-        score = [float(v) for v in value["score"]]
-        quality = [float(v) for v in value["quality"]]
+        intercept, slope = float(value["intercept"]), float(value["slope"])
     except (TypeError, ValueError):
-        raise ValueError("MANIQAConfig.quality_calibration: 'score' and 'quality' must be lists of numbers") from None
-    if len(score) < 2 or len(score) != len(quality):
-        raise ValueError("MANIQAConfig.quality_calibration: needs 2 or more knots, as many qualities as scores")
-    if not all(math.isfinite(v) for v in score + quality) or any(b <= a for a, b in zip(score, score[1:])):
-        raise ValueError("MANIQAConfig.quality_calibration: scores must be finite and strictly increasing")
-    if any(b < a for a, b in zip(quality, quality[1:])) or quality[0] < 0 or quality[-1] > 100:
-        raise ValueError("MANIQAConfig.quality_calibration: qualities must be non-decreasing within [0, 100]")
-    return {**value, "score": score, "quality": quality}
+        raise ValueError("MANIQAConfig.quality_calibration: 'intercept' and 'slope' must be numbers") from None
+    if not (math.isfinite(intercept) and math.isfinite(slope) and slope != 0):
+        raise ValueError(f"MANIQAConfig.quality_calibration: needs a finite intercept and a finite nonzero slope, "
+                         f"got {intercept}, {slope}")
+    return {**value, "intercept": intercept, "slope": slope}
+
+
+DEFAULT_QUALITY_BANDS = {"labels": ["poor", "acceptable", "good"], "thresholds": [40.0, 70.0], "temperature": 4.0}
+
+
+def check_quality_bands(value: Any, owner: str) -> dict:
+    """``quality_bands``: labels worst to best, one increasing 0-100 threshold between neighbours, a temperature
+    (quality points, > 0) and optionally ``score_range`` ([low, high] of the raw score when there is neither a
+    calibration nor a ``label_range``). ``None`` gives the defaults (poor < 40 <= acceptable < 70 <= good)."""
+    if value is None:
+        return {k: list(v) if isinstance(v, list) else v for k, v in DEFAULT_QUALITY_BANDS.items()}
+    if not isinstance(value, dict) or "labels" not in value or "thresholds" not in value:
+        raise ValueError(f"{owner}.quality_bands: needs a dict with 'labels' and 'thresholds', got {value!r}")
+    labels = [str(v) for v in value["labels"]]
+    try:
+        thresholds = [float(v) for v in value["thresholds"]]
+        temperature = float(value.get("temperature", DEFAULT_QUALITY_BANDS["temperature"]))
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}.quality_bands: thresholds and temperature must be numbers") from None
+    if len(labels) < 2 or len(set(labels)) != len(labels) or len(thresholds) != len(labels) - 1:
+        raise ValueError(f"{owner}.quality_bands: needs 2+ distinct labels and one threshold between neighbours")
+    if any(b <= a for a, b in zip(thresholds, thresholds[1:])) or not all(0 <= t <= 100 for t in thresholds):
+        raise ValueError(f"{owner}.quality_bands: thresholds must increase within [0, 100], got {thresholds}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"{owner}.quality_bands: temperature must be positive, got {temperature}")
+    out = {**value, "labels": labels, "thresholds": thresholds, "temperature": temperature}
+    if value.get("score_range") is not None:
+        out["score_range"] = check_label_range(value["score_range"], owner)
+    return out
 
 
 class MANIQAConfig(PretrainedConfig):
@@ -74,11 +100,16 @@ class MANIQAConfig(PretrainedConfig):
             labels min-max scaled to [0, 1]; ``forward`` returns ``score`` mapped back to ``low + (high - low) * s``
             (the loss is computed before that mapping, on the [0, 1] target). ``None`` (default, and what
             converted official checkpoints carry): ``score`` is the head's output as it is.
-        quality_calibration (`dict`, *optional*): ``{"score": knots, "quality": knots, "meaning": text}``, a
-            monotone piecewise-linear map from ``score`` to a 0-100 ``quality`` fitted on calibration data
-            (see ``hf_fiqa.metrics.calibration``); ``forward`` then also returns ``quality``. ``meaning`` says
-            what the number means (for SDD-FIQA models: 100 minus the expected percentage of a face's genuine
-            comparisons that fail at a fixed false-match rate).
+        quality_calibration (`dict`, *optional*): ``{"intercept": a, "slope": b, "meaning": text, ...}``: the
+            0-100 ``quality = 100 / (1 + exp(a + b * score))`` fitted on calibration data (see
+            ``hf_fiqa.metrics.calibration``); ``forward`` then also returns ``quality``. Strictly monotone, so
+            it keeps every distinction the raw score makes. ``meaning`` says what the number means (for SDD-FIQA
+            models: 100 minus the expected percentage of a face's genuine comparisons that fail at a fixed
+            false-match rate).
+        quality_bands (`dict`, *optional*): ``{"labels": [worst, ..., best], "thresholds": [...], "temperature": t}``,
+            the bands ``pipeline("image-classification", ...)`` reports (0-100 thresholds on the calibrated
+            ``quality``, else on ``score`` min-max scaled over ``label_range``); ``id2label`` / ``label2id`` follow
+            the labels. Default: poor < 40 <= acceptable < 70 <= good, temperature 4.
     """
 
     model_type = "maniqa"
@@ -87,6 +118,8 @@ class MANIQAConfig(PretrainedConfig):
         # Training sets label_range after the model is built; validate it however it is set.
         if name == "label_range":
             value = check_label_range(value)
+        elif name == "quality_bands":
+            value = check_quality_bands(value, "MANIQAConfig")
         elif name == "quality_calibration":
             value = check_quality_calibration(value)
         super().__setattr__(name, value)
@@ -113,6 +146,7 @@ class MANIQAConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-5,
         loss_type: str = "mse",
         label_range: Optional[Sequence[float]] = None,
+        quality_bands: Optional[dict] = None,
         quality_calibration: Optional[dict] = None,
         **kwargs: Any,
     ):
@@ -138,6 +172,10 @@ class MANIQAConfig(PretrainedConfig):
         self.label_range = label_range  # checked by __setattr__
         self.quality_calibration = quality_calibration  # checked by __setattr__
         self._validate()
+        self.quality_bands = quality_bands  # checked by __setattr__
+        labels = self.quality_bands["labels"]
+        kwargs["id2label"] = {i: label for i, label in enumerate(labels)}  # the image-classification bands
+        kwargs["label2id"] = {label: i for i, label in enumerate(labels)}
         super().__init__(**kwargs)
 
     @classmethod

@@ -46,16 +46,11 @@ class MANIQAOutput(ModelOutput):
 
 
 def calibrated_quality(score: torch.Tensor, calibration: Optional[dict]) -> Optional[torch.Tensor]:
-    """``score`` through the config's monotone piecewise-linear calibration (clamped at the end knots)."""
+    """``100 / (1 + exp(a + b * score))``: the config's logistic calibration of ``score`` to 0-100."""
     if calibration is None:
         return None
-    knots = torch.tensor(calibration["score"], dtype=torch.float64, device=score.device)
-    values = torch.tensor(calibration["quality"], dtype=torch.float64, device=score.device)
-    s = score.detach().to(torch.float64).clamp(knots[0], knots[-1])
-    right = torch.searchsorted(knots, s.contiguous(), right=True).clamp(1, len(knots) - 1)
-    left = right - 1
-    t = (s - knots[left]) / (knots[right] - knots[left])
-    return (values[left] + t * (values[right] - values[left])).to(score.dtype)
+    logit = calibration["intercept"] + calibration["slope"] * score.detach().to(torch.float64)
+    return (100.0 * torch.sigmoid(-logit)).to(score.dtype)
 
 
 def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) -> torch.Tensor:
@@ -85,6 +80,8 @@ class TransposedAttention(nn.Module):
 
     def _folded_query(self) -> tuple[torch.Tensor, torch.Tensor]:
         wq, bq, wk = self.c_q.weight, self.c_q.bias, self.c_k.weight
+        if _exporting():  # traced graphs (torch.export / ONNX) have no data pointers: fold in the graph
+            return (wk.float().t() @ wq.float()).to(wq.dtype), (wk.float().t() @ bq.float()).to(wq.dtype)
         key = (wq.data_ptr(), wk.data_ptr(), bq.data_ptr(), wq._version, wk._version, bq._version, wq.dtype)
         if self._folded is None or self._folded[0] != key:
             weight = (wk.float().t() @ wq.float()).to(wq.dtype)  # acts on x like Wk^T Wq
@@ -100,6 +97,10 @@ class TransposedAttention(nn.Module):
             q, k = F.linear(x, *self._folded_query()), x
         v = self.c_v(x)
         # The C x C maps (37 MB per sample at C = 3072) are made for a few samples at a time, bounding memory.
+        # An exported graph has a symbolic batch: one chunk (the runtime then owns memory planning).
+        if _exporting():
+            out = _channel_attention(q, k, v).transpose(1, 2).reshape(batch, channels, tokens)
+            return x + self.proj_drop(out)
         step = max(1, _ATTENTION_ELEMENTS // (channels * channels))
         out = torch.cat([_channel_attention(q[i:i + step], k[i:i + step], v[i:i + step])
                          for i in range(0, batch, step)])
@@ -108,6 +109,13 @@ class TransposedAttention(nn.Module):
 
 
 _ATTENTION_ELEMENTS = 1 << 27  # attention-map elements per chunk (512 MB in float32)
+
+
+def _exporting() -> bool:
+    """True while torch.export / torch.onnx (dynamo) or the TorchScript tracer records the graph."""
+    compiler = getattr(torch, "compiler", None)
+    return bool((compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
+                or torch.jit.is_tracing())
 
 
 def _channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -140,8 +148,10 @@ _TABLES: dict[tuple, torch.Tensor] = {}
 
 def _table(kind: str, device: torch.device, *geometry: int) -> torch.Tensor:
     key = (kind, str(device)) + geometry
+    build = _relative_position_index if kind == "index" else _shifted_window_mask
+    if _exporting():  # built inside the traced graph (fake tensors there must not reach the cache)
+        return build(*geometry).to(device)
     if key not in _TABLES:
-        build = _relative_position_index if kind == "index" else _shifted_window_mask
         # Built as ordinary tensors even when first needed under inference_mode, so that a later training
         # step (which saves the index for backward) can use the cached table.
         with torch.inference_mode(False):
@@ -312,6 +322,22 @@ class MANIQAPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _supports_sdpa = True
 
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, plus (with hf-fiqa installed) the Hub packaging of
+        ``hf_fiqa.hub.packaging``: ``config.custom_pipelines`` with the pipeline code beside the weights, and
+        a model card when the folder has none."""
+        try:
+            from hf_fiqa.hub import packaging
+        except ImportError:  # loaded as remote code without hf-fiqa: a plain save
+            packaging = None
+        if packaging is not None:
+            packaging.declare_pipelines(self.config)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if packaging is not None and kwargs.get("is_main_process", True):
+            packaging.package_quality_model(save_directory)
+        return result
+
     def _init_weights(self, module: nn.Module) -> None:
         # timm initialises the backbone itself; these follow the official (PyTorch default + Swin) init.
         if isinstance(module, WindowAttention):
@@ -387,7 +413,7 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
             patch_weights = patch_weights.squeeze(-1)
         shape = (x.shape[0], grid, grid) + patch_scores.shape[2:]
         quality = None
-        if self.config.num_outputs == 1:
+        if self.config.num_outputs == 1 and not _exporting():  # ONNX exports give score; their scorer calibrates
             quality = calibrated_quality(score, getattr(self.config, "quality_calibration", None))
         output = MANIQAOutput(
             loss=loss, score=score, patch_scores=patch_scores.reshape(shape), patch_weights=patch_weights.reshape(shape),

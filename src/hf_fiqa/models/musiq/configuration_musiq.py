@@ -34,6 +34,35 @@ def check_label_range(value: Any, owner: str = "MUSIQConfig") -> Optional[list[f
     return [low, high]
 
 
+DEFAULT_QUALITY_BANDS = {"labels": ["poor", "acceptable", "good"], "thresholds": [40.0, 70.0], "temperature": 4.0}
+
+
+def check_quality_bands(value: Any, owner: str) -> dict:
+    """``quality_bands``: labels worst to best, one increasing 0-100 threshold between neighbours, a temperature
+    (quality points, > 0) and optionally ``score_range`` ([low, high] of the raw score when there is neither a
+    calibration nor a ``label_range``). ``None`` gives the defaults (poor < 40 <= acceptable < 70 <= good)."""
+    if value is None:
+        return {k: list(v) if isinstance(v, list) else v for k, v in DEFAULT_QUALITY_BANDS.items()}
+    if not isinstance(value, dict) or "labels" not in value or "thresholds" not in value:
+        raise ValueError(f"{owner}.quality_bands: needs a dict with 'labels' and 'thresholds', got {value!r}")
+    labels = [str(v) for v in value["labels"]]
+    try:
+        thresholds = [float(v) for v in value["thresholds"]]
+        temperature = float(value.get("temperature", DEFAULT_QUALITY_BANDS["temperature"]))
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}.quality_bands: thresholds and temperature must be numbers") from None
+    if len(labels) < 2 or len(set(labels)) != len(labels) or len(thresholds) != len(labels) - 1:
+        raise ValueError(f"{owner}.quality_bands: needs 2+ distinct labels and one threshold between neighbours")
+    if any(b <= a for a, b in zip(thresholds, thresholds[1:])) or not all(0 <= t <= 100 for t in thresholds):
+        raise ValueError(f"{owner}.quality_bands: thresholds must increase within [0, 100], got {thresholds}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"{owner}.quality_bands: temperature must be positive, got {temperature}")
+    out = {**value, "labels": labels, "thresholds": thresholds, "temperature": temperature}
+    if value.get("score_range") is not None:
+        out["score_range"] = check_label_range(value["score_range"], owner)
+    return out
+
+
 class MUSIQConfig(PretrainedConfig):
     r"""
     Args:
@@ -65,6 +94,10 @@ class MUSIQConfig(PretrainedConfig):
             (the loss is computed before that mapping, on the [0, 1] target). ``None`` (default, and what
             converted official checkpoints carry): ``score`` is the head's output as it is. Only the score head
             takes a label range (the distribution head's ``score`` is already in bin units, 1..num_bins).
+        quality_bands (`dict`, *optional*): ``{"labels": [worst, ..., best], "thresholds": [...], "temperature": t}``,
+            the bands ``pipeline("image-classification", ...)`` reports (0-100 thresholds on the calibrated
+            ``quality``, else on ``score`` min-max scaled over ``label_range``); ``id2label`` / ``label2id`` follow
+            the labels. Default: poor < 40 <= acceptable < 70 <= good, temperature 4.
     """
 
     model_type = "musiq"
@@ -73,6 +106,8 @@ class MUSIQConfig(PretrainedConfig):
         # Training sets label_range after the model is built; validate it however it is set.
         if name == "label_range":
             value = check_label_range(value)
+        elif name == "quality_bands":
+            value = check_quality_bands(value, "MUSIQConfig")
         super().__setattr__(name, value)
 
     def __init__(
@@ -96,6 +131,7 @@ class MUSIQConfig(PretrainedConfig):
         num_bins: int = 10,
         loss_type: Optional[str] = None,
         label_range: Optional[Sequence[float]] = None,
+        quality_bands: Optional[dict] = None,
         **kwargs: Any,
     ):
         self.patch_size = int(patch_size)
@@ -120,6 +156,10 @@ class MUSIQConfig(PretrainedConfig):
         self.loss_type = str(loss_type)
         self.label_range = label_range  # checked by __setattr__
         self._validate()
+        self.quality_bands = quality_bands  # checked by __setattr__
+        labels = self.quality_bands["labels"]
+        kwargs["id2label"] = {i: label for i, label in enumerate(labels)}  # the image-classification bands
+        kwargs["label2id"] = {label: i for i, label in enumerate(labels)}
         super().__init__(**kwargs)
 
     @classmethod

@@ -63,6 +63,13 @@ def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) 
     return score * (high - low) + low
 
 
+def _exporting() -> bool:
+    """True while torch.export / torch.onnx (dynamo) or the TorchScript tracer records the graph."""
+    compiler = getattr(torch, "compiler", None)
+    return bool((compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
+                or torch.jit.is_tracing())
+
+
 # -- patch stem -------------------------------------------------------------------------------------------------
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow "SAME" padding (before, after) for one axis: output ceil(size / stride), extra pixel after."""
@@ -280,6 +287,22 @@ class MUSIQPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _supports_sdpa = True
 
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, plus (with hf-fiqa installed) the Hub packaging of
+        ``hf_fiqa.hub.packaging``: ``config.custom_pipelines`` with the pipeline code beside the weights, and
+        a model card when the folder has none."""
+        try:
+            from hf_fiqa.hub import packaging
+        except ImportError:  # loaded as remote code without hf-fiqa: a plain save
+            packaging = None
+        if packaging is not None:
+            packaging.declare_pipelines(self.config)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if packaging is not None and kwargs.get("is_main_process", True):
+            packaging.package_quality_model(save_directory)
+        return result
+
     def _init_weights(self, module: nn.Module) -> None:
         # The official initialisers: xavier-uniform Dense kernels in the Transformer, N(0, 0.02) embedding tables,
         # zero [CLS], zero head, zero scale on the last GroupNorm of each bottleneck. transformers only calls this
@@ -317,6 +340,12 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
     def embed_patches(self, pixel_values: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """(B, L, 3, P, P) -> (B, L, D) patch tokens; padded patches (mask False) get zeros and skip the stem."""
         b, length = pixel_values.shape[:2]
+        if _exporting():
+            # A traced graph has symbolic shapes and no data-dependent branches: every patch goes through the
+            # stem in one chunk and padded positions are zeroed afterwards. Keys at padded positions are masked
+            # in attention, so the scores equal the eager path's.
+            tokens = self.embedding(self.stem(pixel_values.flatten(0, 1))).view(b, length, -1)
+            return tokens if mask is None else tokens * mask.unsqueeze(-1).to(tokens.dtype)
         dense = mask is None or bool(mask.all())
         patches = pixel_values.flatten(0, 1) if dense else pixel_values[mask]
         if len(patches) == 0:
@@ -332,6 +361,7 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
     def _check_inputs(self, pixel_values: torch.Tensor, spatial_positions: Optional[torch.Tensor],
                       scale_ids: Optional[torch.Tensor], attention_mask: Optional[torch.Tensor]) -> None:
         p = self.config.patch_size
+        exporting = _exporting()
         if pixel_values.ndim != 5 or tuple(pixel_values.shape[2:]) != (3, p, p):
             raise ValueError(
                 f"MUSIQ expects pixel_values of shape (B, L, 3, {p}, {p}) (a sequence of patches), got "
@@ -347,7 +377,7 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
                 raise ValueError(f"MUSIQ: {name} must have shape {expected} (B, L), got {tuple(tensor.shape)}")
         for name, tensor, size in (("spatial_positions", spatial_positions, self.config.spatial_grid_size ** 2),
                                    ("scale_ids", scale_ids, self.config.num_scales)):
-            if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= size):
+            if not exporting and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= size):
                 raise ValueError(f"MUSIQ: {name} must lie in [0, {size}) for this config, got values in "
                                  f"[{int(tensor.min())}, {int(tensor.max())}]; does the image processor match "
                                  "the model (spatial_grid_size, number of scales)?")

@@ -1,0 +1,58 @@
+"""Calibrated quality and reference-set pseudo-labels: the pieces of the SDD-FIQA recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hf_fiqa.labels.reference import reference_pseudo_labels
+from hf_fiqa.metrics.calibration import discard_table, face_failure_rates, fit_quality_calibration, threshold_at_fmr
+
+
+def test_logistic_calibration_recovers_the_failure_model():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 100, 4000)
+    comparisons = rng.integers(5, 20, scores.size)
+    p_fail = 1.0 / (1.0 + np.exp(-(3.0 - 0.08 * scores)))
+    failures = rng.binomial(comparisons, p_fail)
+    fit = fit_quality_calibration(scores, failures, comparisons, meaning="test")
+    assert fit["slope"] == pytest.approx(-0.08, rel=0.05) and fit["intercept"] == pytest.approx(3.0, rel=0.05)
+    with pytest.raises(ValueError, match="both failed and successful"):
+        fit_quality_calibration(scores, np.zeros_like(failures), comparisons)
+
+
+def _faces(n_ids: int = 40, per_id: int = 6, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, 16))
+    ids = np.repeat(np.arange(n_ids), per_id).astype(str)
+    noise = rng.uniform(0.1, 2.0, ids.size)  # per-face noise: the true (inverse) quality
+    emb = centres[ids.astype(int)] + rng.normal(size=(ids.size, 16)) * noise[:, None]
+    return emb, ids, noise
+
+
+def test_failure_rates_and_discard_table_follow_the_noise():
+    emb, ids, noise = _faces()
+    threshold = threshold_at_fmr(emb, ids, 1e-2)
+    failed, counts = face_failure_rates(emb, ids, np.arange(len(ids)), emb, ids, np.arange(len(ids)), threshold)
+    assert (counts == 5).all()  # the other photos of the identity, never itself
+    rates = failed / counts
+    assert np.corrcoef(rates, noise)[0, 1] > 0.5
+    table = discard_table(-noise, emb, ids, threshold, cutoffs=[-np.inf, np.quantile(-noise, 0.3)])
+    assert table[0]["faces_removed_percent"] == 0 and table[0]["fnmr_after"] == table[0]["fnmr_before"]
+    assert table[1]["faces_removed_percent"] == pytest.approx(30, abs=1) and table[1]["fnmr_after"] < table[1]["fnmr_before"]
+
+
+def test_reference_labels_never_compare_a_copy_with_its_source():
+    emb, ids, noise = _faces(n_ids=30, per_id=5)
+    rows = np.arange(len(ids))
+    copies = emb[:20] + 0.01  # near-duplicates of the first 20 photos
+    probes = np.concatenate([emb, copies])
+    sources = np.concatenate([rows, rows[:20]]).astype(str)
+    labels = reference_pseudo_labels(probes, np.concatenate([ids, ids[:20]]), sources, emb, ids, rows.astype(str),
+                                     num_pos=24, num_neg=24, repetitions=3, progress=False)
+    assert labels.num_positives.tolist() == [4] * len(probes)  # own source excluded, for copies too
+    # A near-duplicate compared with its source would look perfect; excluded, it gets its source's label.
+    difference = np.abs(labels.quality[len(ids):] - labels.quality[:20])
+    assert difference.mean() < 3.0 and np.corrcoef(labels.quality[len(ids):], labels.quality[:20])[0, 1] > 0.9
+    assert np.corrcoef(labels.quality[: len(ids)], -noise)[0, 1] > 0.5
+    assert 0.0 <= np.nanmin(labels.quality) and np.nanmax(labels.quality) <= 100.0
