@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
     p.add_argument("--image-size", type=int, default=64, help="quality network input side (multiple of 8)")
     p.add_argument("--bootstrap", type=int, default=1000, help="identity-bootstrap resamples for the CIs (0: none)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also train random-start and no-degraded-copies variants and write OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -38,11 +40,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"hf-fiqa sdd-fiqa: --image-size must be a positive multiple of 8, got {args.image_size}", file=sys.stderr)
         return 2
     config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
-                          bootstrap=args.bootstrap, seed=args.seed, limit=args.limit, progress=not args.no_progress)
+                          bootstrap=args.bootstrap, seed=args.seed, limit=args.limit, progress=not args.no_progress,
+                          ablation=args.ablation)
     result = SDDFIQARecipe(config).run()
     print()
     print((args.output / "eval" / "pauc.md").read_text())
     print((args.output / "eval" / "thresholds.md").read_text())
+    if "ablation" in result:
+        print(result["ablation"])
     print("stage seconds:", config.timings)
     for path in sorted(result["paths"].values()):
         print(f"wrote {path}")

@@ -105,7 +105,7 @@ def _run_phase(name: str, folder: Path, model: MANIQAForImageQualityAssessment, 
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         log["epoch_losses"].append(float(np.mean(losses)))
         tmp = state_file.with_name(state_file.name + ".tmp")

@@ -62,6 +62,7 @@ class RecipeConfig:
     bootstrap: int = 1000
     seed: int = 0
     limit: int | None = None  # photos per dataset (smoke runs)
+    ablation: bool = False  # also train the ablation variants (random start, no degraded copies)
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -146,8 +147,8 @@ class SDDFIQARecipe:
         _say("2/8 faces: detect, align (dlib chip + quality input), embed with dlib ResNet")
         data = self.config.shared / "data"
         lfw = embed_faces(_limited_labels(data / "lfw" / "labels.csv", self.config.limit, self.out / "lists"),
-                          self.out / "faces-lfw", self.embedder, self.cropper, {"quality": self.quality_spec},
-                          progress=self.config.progress)
+                          self.out / "faces-lfw", self.embedder, self.cropper,
+                          {"quality": self.quality_spec, "arcface112": CropSpec(112)}, progress=self.config.progress)
         celeba = embed_faces(
             _limited_labels(data / "celeba-wild-ids" / "labels.csv", self.config.limit, self.out / "lists"),
             self.out / "faces-celeba", self.embedder, self.cropper,
@@ -254,14 +255,14 @@ class SDDFIQARecipe:
         probe_ids = lfw.identities[labels["row"]]
         reference = clean[self.split_identities(lfw)[clean]]
         threshold = threshold_at_fmr(lfw.embeddings[clean], lfw.identities[clean], self.config.fmr, seed=self.config.seed)
-        rates, counts = face_failure_rates(probe_embeddings[held], probe_ids[held], labels["row"][held].astype(str),
+        failed, counts = face_failure_rates(probe_embeddings[held], probe_ids[held], labels["row"][held].astype(str),
                                            lfw.embeddings[reference], lfw.identities[reference],
                                            reference.astype(str), threshold)
         scores = predict(model, crops, np.flatnonzero(held))
         meaning = (f"100 minus the expected percentage of this face's genuine comparisons that dlib's ResNet rejects "
                    f"at FMR {self.config.fmr:g} (cosine threshold {threshold:.4f}), fitted on held-out LFW identities "
                    "(clean photos and degraded copies)")
-        model.config.quality_calibration = fit_quality_calibration(scores, rates, weights=counts, meaning=meaning)
+        model.config.quality_calibration = fit_quality_calibration(scores, failed, counts, meaning=meaning)
         model.config.quality_calibration["threshold"] = threshold
         model.config.quality_calibration["fmr"] = self.config.fmr
         processor = MANIQAImageProcessor(crop_size=self.config.image_size, policy="resize")
@@ -270,8 +271,12 @@ class SDDFIQARecipe:
         self._timed("calibration", start)
         return folder
 
-    def stage_magface(self, celeba: FaceSet) -> np.ndarray:
-        """MagFace magnitudes of the CelebA faces from a small iResNet trained here on LFW (a baseline)."""
+    def stage_magface(self, lfw: FaceSet, celeba: FaceSet) -> np.ndarray:
+        """MagFace magnitudes of the CelebA faces from a small iResNet trained here on LFW (a baseline).
+
+        It trains with ``train.py`` on the LFW faces already aligned by stage 2 (written once as PNG
+        files with a labels.csv), so no photo is detected twice.
+        """
         path = self.out / "magface" / "celeba_norms.npy"
         if path.is_file():
             return np.load(path)
@@ -279,13 +284,12 @@ class SDDFIQARecipe:
         _say(f"7/8 MagFace baseline: small iResNet on LFW ({self.config.magface_steps} steps), magnitudes on CelebA")
         folder = self.out / "magface"
         if not (folder / "model" / "model.safetensors").is_file():
+            faces = write_aligned_faces(lfw, "arcface112", folder / "lfw-aligned")
             steps = self.config.magface_steps
             command = [sys.executable, str(REPO_ROOT / "train.py"), "--config",
                        str(REPO_ROOT / "hub_configs" / "magface-iresnet-lfw.yaml"), f"output_dir={folder}",
-                       f"data.root={self.config.shared / 'data' / 'lfw'}", f"data.detector_weights={self.detector_weights}",
-                       f"max_steps={steps}", f"eval_every={steps}", f"save_every={max(1, steps // 3)}", "trackers=[]"]
-            if self.config.limit:
-                command.append(f"data.limit={self.config.limit}")
+                       f"data.root={faces}", "data.aligned=true", f"max_steps={steps}", f"eval_every={steps}",
+                       f"save_every={max(1, steps // 3)}", "trackers=[]"]
             if (folder / "checkpoints").is_dir():
                 command += ["--resume", "latest"]
             subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -330,6 +334,44 @@ class SDDFIQARecipe:
         self._timed("evaluate", start)
         return {"report": report, "paths": paths, "thresholds": table}
 
+    def stage_ablation(self, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                       celeba: FaceSet) -> str:
+        """Dev-set pAUC of the network trained without distillation and/or without degraded copies."""
+        path = self.out / "ablation.md"
+        if path.is_file():
+            return path.read_text()
+        _say("ablation: random vs distilled start, with vs without degraded copies (CelebA, raw scores)")
+        from ..metrics import evaluate_fiqa
+        from .quality_net import PhaseConfig, predict, small_maniqa_config, train_quality_network
+
+        c = self.config
+        clean = np.flatnonzero(lfw.ok)
+        crops = np.concatenate([np.asarray(lfw.crops("quality"))[clean], degraded["crops"]])
+        targets = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
+        held = self.split_identities(lfw)[labels["row"]]
+        is_copy = np.arange(len(crops)) >= len(clean)
+        ok = np.flatnonzero(celeba.ok)
+        celeba_crops = np.asarray(celeba.crops("quality"))
+        lines = ["| start | degraded copies | pAUC FMR 1e-3 | pAUC FNMR 0.1 |", "|---|---|---|---|"]
+        for distilled in (True, False):
+            for with_copies in (True, False):
+                name = f"{'distilled' if distilled else 'random'}-{'copies' if with_copies else 'clean'}"
+                rows = np.flatnonzero(~held & (with_copies | ~is_copy))
+                model, _ = train_quality_network(
+                    self.out / "ablation" / name, crops, targets, labels["quality"], rows,
+                    small_maniqa_config(c.image_size), PhaseConfig(c.distill_epochs if distilled else 0, 2e-3, c.batch_size),
+                    PhaseConfig(c.fit_epochs, 1e-3, c.batch_size), seed=c.seed, progress=c.progress)
+                quality = predict(model, celeba_crops, ok)
+                report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], {name: quality},
+                                       fmr_targets=(c.fmr,), start_fnmrs=(c.start_fnmr,), discard_limit=c.discard_limit,
+                                       bootstrap=0, seed=c.seed, progress=False)
+                pauc = {row["threshold_id"]: row["pauc"] for row in report.rows()}
+                lines.append(f"| {'distilled' if distilled else 'random'} | {'yes' if with_copies else 'no'} | "
+                             + " | ".join(f"{v:.4f}" for v in pauc.values()) + " |")
+        text = "\n".join(lines) + "\n"
+        path.write_text(text)
+        return text
+
     # -- the whole run ---------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -339,12 +381,40 @@ class SDDFIQARecipe:
         labels = self.stage_labels(lfw, degraded)
         model, crops, held = self.stage_network(lfw, degraded, labels)
         model_dir = self.stage_calibration(model, lfw, degraded, labels, crops, held)
-        magface = self.stage_magface(celeba)
+        magface = self.stage_magface(lfw, celeba)
         result = self.stage_evaluate(model_dir, celeba, magface)
+        if self.config.ablation:
+            result["ablation"] = self.stage_ablation(lfw, degraded, labels, celeba)
         self.config.timings["total"] = round(time.perf_counter() - start, 1)
         save_summary(self.out / "run.json", {k: (str(v) if isinstance(v, Path) else v)
                                              for k, v in asdict(self.config).items()})
         return result
+
+
+def write_aligned_faces(faces: FaceSet, crops: str, folder: Path) -> Path:
+    """The found faces' ``crops`` as PNG files plus a ``labels.csv`` (path, identity): an identity dataset
+    ``train.py`` reads with ``data.aligned=true``. Returns the CSV."""
+    import csv
+
+    from PIL import Image
+
+    labels = folder / "labels.csv"
+    if labels.is_file():
+        return labels
+    folder.mkdir(parents=True, exist_ok=True)
+    array = faces.crops(crops)
+    rows = []
+    for i in np.flatnonzero(faces.ok):
+        name = f"{i:06d}.png"
+        Image.fromarray(np.asarray(array[i])).save(folder / name, compress_level=1)
+        rows.append({"path": name, "identity": faces.identities[i]})
+    tmp = labels.with_name("labels.csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "identity"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(labels)
+    return labels
 
 
 # -- reports ---------------------------------------------------------------------------------------------------------
