@@ -221,15 +221,26 @@ class RowWriter:
 
 
 # -- argument checks ---------------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
-    return value
+def whole_number(minimum: int = 1, word: str | None = None, word_value: Any = None) -> Callable[[str], Any]:
+    """argparse type: a whole number >= ``minimum``, or ``word`` (case-insensitive) standing for ``word_value``."""
+    accepted = ("a positive whole number" if minimum == 1 else f"a whole number >= {minimum}") + (
+        f" or '{word}'" if word else "")
+
+    def parse(text: str) -> Any:
+        if word is not None and text.strip().lower() == word:
+            return word_value
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {accepted}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {accepted}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1)
 
 
 def positive_float(text: str) -> float:

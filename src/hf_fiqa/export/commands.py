@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "MODEL_DIR/onnx/model.onnx to load it by folder.")
     onnx.add_argument("model", help="saved model folder or Hub id")
     onnx.add_argument("output", help="the .onnx file to write")
-    from .onnx import DEFAULT_OPSET
+    from . import DEFAULT_OPSET
 
     onnx.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     onnx.add_argument("--atol", type=float, default=1e-4, help="allowed |onnxruntime - torch| (plus rtol*|torch|)")

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
-DEFAULT_OPSET = 18
+from . import DEFAULT_OPSET
+
 META_PREFIX = "hf_fiqa."
 
 

@@ -25,33 +25,14 @@ from ..outputs import (
     fail,
     positive_int,
     save_figure,
+    whole_number,
 )
 
 __all__ = ["register", "main"]
 
 
-def _count(value: str) -> int | str:
-    if value.strip().lower() == "all":
-        return "all"
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
-    return n
-
-
-def _pool(value: str) -> int | None:
-    if value.strip().lower() == "none":
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'none', got {value!r}")
-    return n
+_count = whole_number(1, "all", "all")  # --num-pos / --num-neg
+_pool = whole_number(1, "none", None)  # --neg-pool-size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..outputs import OutputError, StagedDir, add_device_args, check_output_dir, check_output_folder_free
+from ..outputs import OutputError, StagedDir, add_device_args, check_output_dir, check_output_folder_free, whole_number
 
 IQA_OUTPUTS = ("correlation.json", "correlation.md", "scatter.png")
 FIQA_OUTPUTS = ("pauc.json", "pauc.md")
@@ -301,14 +301,7 @@ def _rate(text: str) -> float:
     return value
 
 
-def _resamples(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of resamples, got {text}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (off) or more resamples, got {text}")
-    return value
+_resamples = whole_number(0)  # --bootstrap: 0 turns it off
 
 
 def _limit(text: str) -> float:
