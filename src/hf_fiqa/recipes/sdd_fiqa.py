@@ -53,7 +53,7 @@ class RecipeConfig:
     copies_per_face: int = 1
     val_fraction: float = 0.1
     distill_epochs: int = 3
-    fit_epochs: int = 4
+    fit_epochs: int = 8
     batch_size: int = 64
     magface_steps: int = 150
     fmr: float = 1e-3
@@ -69,7 +69,7 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         self.shared, self.output = Path(self.shared), Path(self.output)
         if not self.quick:
-            self.copies_per_face, self.distill_epochs, self.fit_epochs, self.magface_steps = 2, 8, 10, 300
+            self.copies_per_face, self.distill_epochs, self.fit_epochs, self.magface_steps = 2, 8, 16, 300
 
 
 def _say(message: str) -> None:
