@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .conversion import CONVERTERS, Converter
 
@@ -64,7 +65,8 @@ def run_converter(name: str, converter: Converter, args: argparse.Namespace) -> 
 
     from ..hub import write_model_card
 
-    write_model_card(args.dst, task=None, converted_from=str(args.src or "the default checkpoint"),
-                     command=shlex.join(["hf-fiqa", *sys.argv[1:]]))
+    if (Path(args.dst) / "config.json").is_file():  # a saved model folder: give it its card
+        write_model_card(args.dst, task=None, converted_from=str(args.src or "the default checkpoint"),
+                         command=shlex.join(["hf-fiqa", *sys.argv[1:]]))
     print(f"converted {args.src if args.src is not None else '(default checkpoint)'} -> {args.dst} ({summary})")
     return 0
