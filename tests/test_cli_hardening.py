@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from media import write_video
 from hf_fiqa.cli import main as cli_main
 from hf_fiqa.io import ImageReadError, load_image, scan_images
 
@@ -60,18 +61,6 @@ def score_args(paths, model, yunet, *extra):
             "--no-progress", *extra]
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "mpeg4", **options: str) -> Path:
-    import av
-
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def face_frames(photo: Path, n: int) -> list[np.ndarray]:

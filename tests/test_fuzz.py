@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from media import write_video
 from hf_fiqa.cli import main as cli_main
 
 
@@ -65,22 +66,12 @@ def fuzz_inputs(shared, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fuzz_videos(shared, tmp_path_factory):
-    import av
-
     rng = np.random.default_rng(99)
     folder = tmp_path_factory.mktemp("fuzz-video") / "videos"
     folder.mkdir()
     photos = sorted((shared / "data" / "celeba-wild-ids").rglob("*.jpg"))[:3]
     frames = [np.asarray(Image.open(p).convert("RGB").resize((128, 128))) for p in photos for _ in range(3)]
-    clean = folder / "clean.mp4"
-    with av.open(str(clean), "w") as container:
-        stream = container.add_stream("mpeg4", rate=5)
-        stream.width, stream.height, stream.pix_fmt = 128, 128, "yuv420p"
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    clean = write_video(folder / "clean.mp4", frames, fps=5)
     data = clean.read_bytes()
     for j, mutated in enumerate(mutations(data, rng, 8)):
         (folder / f"m{j}.mp4").write_bytes(mutated)

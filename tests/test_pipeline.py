@@ -14,6 +14,7 @@ from transformers import pipeline
 
 import hf_fiqa  # noqa: F401  (registers the task)
 from hf_fiqa.cli import main as cli_main
+from media import write_video
 from hf_fiqa.pipelines.video import MainFaceTracker, plot_quality_series, score_video
 from hf_fiqa.faces.types import DetectedFace
 
@@ -114,17 +115,6 @@ def test_scores_are_deterministic(pipe, photos):
 
 
 # -- video ----------------------------------------------------------------------------------------------------
-def _write_video(path, frames, fps=10):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +128,7 @@ def video_file(shared, tmp_path_factory):
             canvas[:, 2 * i: 2 * i + 320] = photo
         frames.append(canvas)
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    _write_video(path, frames)
+    write_video(path, frames)
     return path
 
 
