@@ -58,6 +58,18 @@ def test_jpeg_error_grows_and_exposure_moves_brightness(photo):
     assert photo.mean() < over[0] and all(a < b for a, b in zip(over, over[1:]))
 
 
+def test_occlusion_and_misalignment_grow_with_severity_and_are_seeded(photo):
+    covered = [np.mean(np.any(degrade_array(photo, "occlusion", s, key=3) != photo, axis=2)) for s in range(1, 6)]
+    assert all(a < b for a, b in zip(covered, covered[1:])), covered
+    assert 0.05 < covered[0] and covered[-1] < 0.5
+    moved = [np.abs(degrade_array(photo, "misalignment", s, key=3).astype(float) - photo).mean() for s in range(1, 6)]
+    assert all(a < b for a, b in zip(moved, moved[1:])), moved
+    for kind in ("occlusion", "misalignment"):
+        a = degrade_array(photo, kind, 3, seed=1, key=7)
+        assert np.array_equal(a, degrade_array(photo, kind, 3, seed=1, key=7))
+        assert not np.array_equal(a, degrade_array(photo, kind, 3, seed=1, key=8))
+
+
 def test_shapes_kept_and_bad_arguments(photo):
     for kind in DEGRADATIONS:
         assert degrade_array(photo, kind, 5).shape == photo.shape

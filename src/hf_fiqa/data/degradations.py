@@ -17,9 +17,20 @@ downscale          factor 1.5, 2, 3, 4, 6                           ``cv2.resize
 underexposure      -0.5, -1.0, -1.5, -2.0, -2.5 EV                  gain 2**EV in linear light
 overexposure       +0.5, +1.0, +1.5, +2.0, +2.5 EV                  (sRGB ~ gamma 2.2), clipped;
                                                                     ``cv2.LUT``
+occlusion          8, 15, 22, 30, 40 % of the image area            one flat-coloured rectangle
+                                                                    (aspect 1:2 .. 2:1) centred in
+                                                                    the middle 60 % of the image
+misalignment       rotation 10, 20, 35, 55, 90 degrees, shift       ``cv2.warpAffine`` about the
+                   2.5, 5, 8, 12, 16 % of the side, scale           centre, random sign and
+                   1 +- 0.05 .. 0.25                                direction, reflected border
 =================  ==============================================  ============================
 
-Randomness (only the noise uses any) comes from ``numpy.random.default_rng((seed, key,
+The last two stand for what goes wrong in the wild rather than in the camera: hands, microphones
+and sunglasses in front of the face, and landmarks a detector placed badly (a tilted, shifted or
+wrongly scaled crop). On an aligned face crop they give a recognizer the failures that unaligned
+photos give it.
+
+Randomness (noise, occlusion, misalignment) comes from ``numpy.random.default_rng((seed, key,
 type, severity))`` where ``key`` is the source row index, so results do not depend on
 processing order, batch size or number of processes.
 """
@@ -31,7 +42,8 @@ from typing import Sequence
 
 import numpy as np
 
-DEGRADATIONS = ("gaussian_blur", "gaussian_noise", "jpeg", "downscale", "underexposure", "overexposure")
+DEGRADATIONS = ("gaussian_blur", "gaussian_noise", "jpeg", "downscale", "underexposure", "overexposure",
+                "occlusion", "misalignment")
 # ClassLabel names of the ``degradation`` column; "none" marks kept originals (severity 0).
 DEGRADATION_LABELS = ("none",) + DEGRADATIONS
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -42,6 +54,10 @@ JPEG_QUALITY = (50, 30, 18, 10, 5)
 DOWNSCALE_FACTOR = (1.5, 2.0, 3.0, 4.0, 6.0)
 UNDEREXPOSURE_EV = (-0.5, -1.0, -1.5, -2.0, -2.5)
 OVEREXPOSURE_EV = (0.5, 1.0, 1.5, 2.0, 2.5)
+OCCLUDED_FRACTION = (0.08, 0.15, 0.22, 0.30, 0.40)
+MISALIGN_DEGREES = (10.0, 20.0, 35.0, 55.0, 90.0)
+MISALIGN_SHIFT = (0.025, 0.05, 0.08, 0.12, 0.16)
+MISALIGN_SCALE = (0.05, 0.10, 0.15, 0.20, 0.25)
 _GAMMA = 2.2
 
 
@@ -54,6 +70,8 @@ def degradation_parameters() -> dict[str, dict[int, float]]:
         "downscale": DOWNSCALE_FACTOR,
         "underexposure": UNDEREXPOSURE_EV,
         "overexposure": OVEREXPOSURE_EV,
+        "occlusion": OCCLUDED_FRACTION,
+        "misalignment": MISALIGN_DEGREES,
     }
     return {name: {s: values[s - 1] for s in SEVERITIES} for name, values in table.items()}
 
@@ -81,11 +99,11 @@ def degrade_array(rgb: np.ndarray, kind: str, severity: int, *, seed: int = 0, k
         raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.dtype} {rgb.shape}")
     i = severity - 1
     h, w = rgb.shape[:2]
+    rng = np.random.default_rng((seed, key, DEGRADATIONS.index(kind), severity))
     if kind == "gaussian_blur":
         sigma = BLUR_SIGMA_AT_112[i] * min(h, w) / 112.0
         return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
     if kind == "gaussian_noise":
-        rng = np.random.default_rng((seed, key, DEGRADATIONS.index(kind), severity))
         noise = rng.normal(0.0, NOISE_STD[i], size=rgb.shape)
         return np.clip(np.rint(rgb.astype(np.float64) + noise), 0, 255).astype(np.uint8)
     if kind == "jpeg":
@@ -94,8 +112,29 @@ def degrade_array(rgb: np.ndarray, kind: str, severity: int, *, seed: int = 0, k
         f = DOWNSCALE_FACTOR[i]
         small = cv2.resize(rgb, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    if kind == "occlusion":
+        return _occlude(rgb, OCCLUDED_FRACTION[i], rng)
+    if kind == "misalignment":
+        angle = MISALIGN_DEGREES[i] * rng.choice((-1.0, 1.0))
+        scale = 1.0 + MISALIGN_SCALE[i] * rng.choice((-1.0, 1.0))
+        direction = rng.uniform(0.0, 2.0 * np.pi)
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, scale)
+        matrix[:, 2] += MISALIGN_SHIFT[i] * min(h, w) * np.array([np.cos(direction), np.sin(direction)])
+        return cv2.warpAffine(rgb, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     ev = UNDEREXPOSURE_EV[i] if kind == "underexposure" else OVEREXPOSURE_EV[i]
     return cv2.LUT(rgb, _exposure_lut(ev))
+
+
+def _occlude(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+    rh = int(np.clip(round(np.sqrt(fraction * h * w / aspect)), 1, h))
+    rw = int(np.clip(round(fraction * h * w / rh), 1, w))
+    cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+    top, left = int(np.clip(round(cy - rh / 2), 0, h - rh)), int(np.clip(round(cx - rw / 2), 0, w - rw))
+    out = rgb.copy()
+    out[top:top + rh, left:left + rw] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    return out
 
 
 def _jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
