@@ -6,7 +6,7 @@ Figures are drawn on :class:`matplotlib.figure.Figure` with the Agg canvas rathe
 
 from __future__ import annotations
 
-import math
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,8 +58,8 @@ def plot_edc(
     if x_max is None:
         x_max = min(1.0, max(0.5, 2.0 * limit))
     n_entries = len(curves) + 1
-    n_cols = 1 if n_entries <= 4 else 2
-    fig = _new_figure(height=4.4 + 0.2 * math.ceil(n_entries / n_cols), layout="constrained")
+    # One legend column: each entry carries pAUC and gain, too long for two columns side by side.
+    fig = _new_figure(height=4.4 + 0.17 * n_entries, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for name, res in curves.items():
         gain = "n/a" if not np.isfinite(res.gain) else f"{100.0 * res.gain:.1f}%"
@@ -82,9 +82,9 @@ def plot_edc(
     y_top = max(float(r.errors[r.discard_fractions <= x_max].max()) for r in curves.values())
     ax.set_ylim(0.0, max(1e-6, y_top) * 1.05)
     ax.grid(True, alpha=0.3)
-    fig.legend(fontsize=7, loc="outside lower center", ncols=n_cols, frameon=False)
+    fig.legend(fontsize=7, loc="outside lower center", frameon=False)
     subtitle = f"{first.n_pairs} pairs, threshold {first.threshold:.4f}, L={limit:g}"
-    ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=9)
+    ax.set_title(f"{textwrap.fill(title, 75)}\n{subtitle}" if title else subtitle, fontsize=9)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
