@@ -311,6 +311,16 @@ def test_tiny_model_round_trips_through_remote_code(tmp_path):
     np.testing.assert_allclose(remote, local, rtol=0, atol=1e-6)
 
 
+def test_model_card_gives_the_weights_public_domain_licence(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from hf_fiqa.hub import write_model_card
+
+    DlibResNetModel(tiny_config()).save_pretrained(tmp_path)
+    data = ModelCard.load(write_model_card(tmp_path, task="recognition")).data
+    assert (data.license, data.license_name) == ("other", "public-domain")
+
+
 # --------------------------------------------------------------------------------------------
 # Reader errors on synthetic bytes (offline)
 # --------------------------------------------------------------------------------------------

@@ -140,6 +140,10 @@ def _bands_text(config: Mapping[str, Any]) -> str:
             + ", ".join(parts) + " (thresholds in `config.quality_bands`, editable).\n")
 
 
+# Weights whose licence is not the project's: dlib's recognizer was released into the public domain.
+WEIGHT_LICENSES: dict[str, tuple[str, str | None]] = {"dlib_resnet": ("other", "public-domain")}
+
+
 def write_model_card(
     folder: str | os.PathLike,
     *,
@@ -150,7 +154,7 @@ def write_model_card(
     base_model: str | None = None,
     eval_dataset: Mapping[str, str] | None = None,
     model_name: str | None = None,
-    license: str = "apache-2.0",
+    license: str | None = None,
     training_data: str | None = None,
     converted_from: str | None = None,
     extra_tags: Iterable[str] = (),
@@ -168,6 +172,7 @@ def write_model_card(
         model_name: the name in ``model-index`` (default: the folder name).
         training_data: a paragraph on the training data (default: generated from ``datasets``).
         converted_from: for converted official checkpoints, where the weights came from.
+        license: Hub licence id; default: that of the weights' origin (:data:`WEIGHT_LICENSES`), else apache-2.0.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -181,8 +186,9 @@ def write_model_card(
     model_name = model_name or folder.resolve().name
     datasets = [d for d in datasets if d]
     tags = list(dict.fromkeys(["hf-fiqa", model_type, *info["tags"], "custom_code", *extra_tags]))
+    license, license_name = (license, None) if license else WEIGHT_LICENSES.get(model_type, ("apache-2.0", None))
     data = ModelCardData(
-        license=license, library_name="transformers", pipeline_tag=info["pipeline_tag"], tags=tags,
+        license=license, license_name=license_name, library_name="transformers", pipeline_tag=info["pipeline_tag"], tags=tags,
         datasets=datasets or None, base_model=base_model, model_name=model_name,
         eval_results=eval_results(results, task=task, model_name=model_name, dataset=eval_dataset) or None,
     )
