@@ -46,6 +46,10 @@ def test_every_stage_writes_its_outputs(small_run):
     assert methods == {"maniqa_sdd_fiqa", "detector_confidence", "inter_eye_distance", "face_size", "sharpness",
                        "random", "magface_own_recognizer"}
     assert set(config.timings) >= {"faces", "degraded", "labels", "network", "calibration", "magface", "evaluate"}
+    # The discard table works at the EDC table's FMR threshold, not at one of its own.
+    fmr_threshold = next(t["value"] for t in json.loads((out / "eval" / "pauc.json").read_text())["thresholds"].values()
+                         if t["source"] == "fmr")
+    assert f"cosine threshold {fmr_threshold:.4f}" in (out / "eval" / "thresholds.md").read_text()
 
 
 def test_saved_hybrid_loads_calibrated_and_scores_0_to_100(small_run):

@@ -310,7 +310,7 @@ class SDDFIQARecipe:
         start = time.perf_counter()
         _say("8/8 evaluation on CelebA (unseen identities): EDC pAUC, gain toward ideal, bootstrap CIs")
         from ..metrics import evaluate_fiqa
-        from ..metrics.calibration import discard_table, threshold_at_fmr
+        from ..metrics.calibration import discard_table
         from ..scorers import load_scorer, make_baseline
 
         ok = np.flatnonzero(celeba.ok)
@@ -328,7 +328,8 @@ class SDDFIQARecipe:
                                discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap,
                                seed=self.config.seed, progress=self.config.progress)
         paths = report.write(self.out / "eval", title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (dlib ResNet)")
-        threshold = threshold_at_fmr(celeba.embeddings[ok], celeba.identities[ok], self.config.fmr, seed=self.config.seed)
+        # The EDC table's own threshold (all impostor pairs), so both tables speak of the same operating point.
+        threshold = next(t.value for t in report.thresholds.values() if t.source == "fmr")
         table = discard_table(qualities["maniqa_sdd_fiqa"], celeba.embeddings[ok], celeba.identities[ok], threshold,
                               cutoffs=(10, 20, 30, 40, 50, 60, 70, 80, 90))
         (self.out / "eval" / "thresholds.md").write_text(thresholds_markdown(table, self.config.fmr, threshold))
