@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=64, help="quality network input side (multiple of 8)")
     p.add_argument("--bootstrap", type=int, default=1000, help="identity-bootstrap resamples for the CIs (0: none)")
     p.add_argument("--ablation", action="store_true",
-                   help="also train random-start and no-degraded-copies variants and write OUTPUT/ablation.md")
+                   help="also train the other start (random or distilled) and no-degraded-copies variants; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)

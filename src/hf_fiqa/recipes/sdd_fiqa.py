@@ -10,8 +10,8 @@ interrupted run continues where it stopped):
    exposure, occlusion, misalignment), embedded;
 4. ``labels``: SDD-FIQA pseudo-labels of clean faces and copies against the clean faces, never
    against a copy's own source (:mod:`hf_fiqa.labels.reference`); a plot per degradation;
-5. ``network``: a CPU-sized MANIQA distilled from the recognizer, then fitted to the labels on the
-   training identities (:mod:`hf_fiqa.recipes.quality_net`);
+5. ``network``: a CPU-sized MANIQA fitted to the labels on the training identities, optionally
+   distilled from the recognizer first (:mod:`hf_fiqa.recipes.quality_net`);
 6. ``calibration``: raw score -> 0-100 quality on held-out LFW identities (:mod:`hf_fiqa.metrics.calibration`),
    saved with the model (``save_pretrained``: loads with ``AutoModel`` + ``trust_remote_code``);
 7. ``magface``: the MagFace baseline, a small iResNet trained here (``train.py``) and its embedding
@@ -40,6 +40,7 @@ from ..faces.types import AlignedFace, CropSpec
 from .faces import FaceSet, embed_arrays, embed_faces, save_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+ABLATION_DISTILL_EPOCHS = 2  # the distilled variants of --ablation when the main network starts at random
 
 
 @dataclass
@@ -52,8 +53,8 @@ class RecipeConfig:
     image_size: int = 64
     copies_per_face: int = 2
     val_fraction: float = 0.1
-    distill_epochs: int = 2
-    fit_epochs: int = 8
+    distill_epochs: int = 0  # random start: the ablation (--ablation) found distilling first did worse here
+    fit_epochs: int = 10
     batch_size: int = 64
     magface_steps: int = 150
     fmr: float = 1e-3
@@ -62,14 +63,14 @@ class RecipeConfig:
     bootstrap: int = 1000
     seed: int = 0
     limit: int | None = None  # photos per dataset (smoke runs)
-    ablation: bool = False  # also train the ablation variants (random start, no degraded copies)
+    ablation: bool = False  # also train the other start and the no-degraded-copies variants
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.shared, self.output = Path(self.shared), Path(self.output)
         if not self.quick:
-            self.copies_per_face, self.distill_epochs, self.fit_epochs, self.magface_steps = 3, 4, 16, 300
+            self.copies_per_face, self.fit_epochs, self.magface_steps = 3, 16, 300
 
 
 def _say(message: str) -> None:
@@ -222,7 +223,8 @@ class SDDFIQARecipe:
         from .quality_net import PhaseConfig, small_maniqa_config, train_quality_network
 
         start = time.perf_counter()
-        _say("5/8 quality network: MANIQA distilled from the recognizer, then fitted to the pseudo-labels")
+        _say("5/8 quality network: MANIQA " + ("distilled from the recognizer, then " if self.config.distill_epochs
+                                                 else "") + "fitted to the pseudo-labels")
         clean = np.flatnonzero(lfw.ok)
         crops = np.concatenate([np.asarray(lfw.crops("quality"))[clean], degraded["crops"]])
         targets = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
@@ -339,7 +341,7 @@ class SDDFIQARecipe:
 
     def stage_ablation(self, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet) -> str:
-        """Dev-set pAUC of the network trained without distillation and/or without degraded copies."""
+        """Dev-set pAUC and gain of the four variants: random or distilled start, with or without degraded copies."""
         path = self.out / "ablation.md"
         if path.is_file():
             return path.read_text()
@@ -359,7 +361,7 @@ class SDDFIQARecipe:
         for distilled in (True, False):
             for with_copies in (True, False):
                 name = f"{'distilled' if distilled else 'random'}-{'copies' if with_copies else 'clean'}"
-                if distilled and with_copies:  # the main job's own network (stage 5)
+                if distilled == (c.distill_epochs > 0) and with_copies:  # the main job's own network (stage 5)
                     from ..models.maniqa import MANIQAForImageQualityAssessment
 
                     model = MANIQAForImageQualityAssessment.from_pretrained(self.out / "maniqa-sdd-fiqa")
@@ -368,7 +370,8 @@ class SDDFIQARecipe:
                     model, _ = train_quality_network(
                         self.out / "ablation" / name, crops, targets, labels["quality"], rows,
                         small_maniqa_config(c.image_size),
-                        PhaseConfig(c.distill_epochs if distilled else 0, 2e-3, c.batch_size),
+                        PhaseConfig((c.distill_epochs or ABLATION_DISTILL_EPOCHS) if distilled else 0, 2e-3,
+                                    c.batch_size),
                         PhaseConfig(c.fit_epochs, 1e-3, c.batch_size), seed=c.seed, progress=c.progress)
                 quality = predict(model, celeba_crops, ok)
                 report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], {name: quality},
