@@ -1,15 +1,18 @@
 """Training the SDD-FIQA quality network: distil the recognizer into MANIQA, then fit pseudo-labels.
 
 SDD-FIQA starts its quality regressor from the recognition network, so the regressor already "sees"
-what identity features survive in a face. With no foreign weights available, MANIQA's ViT gets the
-same start another way: it first learns to reproduce the recognizer's embedding of the same crop
-(cosine loss on the mean of MANIQA's last-stage tokens through a linear probe, with those tokens
-kept near unit scale), then the whole
-network regresses the pseudo-labels (SmoothL1 on labels scaled to [0, 1]). Both phases use the
-crops in memory (uint8), horizontal flips, AdamW with a cosine schedule, and save after every
-epoch, so an interrupted run continues at the next epoch. On a CPU with native bfloat16 (AVX512-BF16,
-AMX) the forward and backward passes run under bfloat16 autocast with float32 weights: about 1.5x
-the samples per second of float32 on two cores, which the main job spends on more epochs.
+what identity features survive in a face. With no foreign weights available, MANIQA's ViT can get
+the same start another way: it first learns to reproduce the recognizer's embedding of the same
+crop (cosine loss on the mean of MANIQA's last-stage tokens through a linear probe, with those
+tokens kept near unit scale), then the whole network regresses the pseudo-labels (SmoothL1 on
+labels scaled to [0, 1]). With 0 distillation epochs the fit starts from random weights, which is
+what the main job does: on its dev set the distilled start did worse (the README's ablation).
+
+Both phases use the crops in memory (uint8), horizontal flips, AdamW with a cosine schedule, and
+save after every epoch, so an interrupted run continues at the next epoch. On a CPU with native
+bfloat16 (AVX512-BF16, AMX) the forward and backward passes run under bfloat16 autocast with float32
+weights: about 1.5x the samples per second of float32 on two cores, which the main job spends on
+more epochs.
 """
 
 from __future__ import annotations
