@@ -34,6 +34,7 @@ def tiny_maniqa_dir(tmp_path_factory):
     """A saved tiny random MANIQA (model + image processor) folder, as ``from_pretrained`` expects."""
     import torch
 
+    from hf_fiqa.hub import package_quality_model
     from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
 
     torch.manual_seed(0)
@@ -41,4 +42,5 @@ def tiny_maniqa_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-maniqa")
     model.save_pretrained(folder)
     MANIQAImageProcessor(crop_size=model.config.image_size, policy="resize").save_pretrained(folder)
+    package_quality_model(folder)  # what the export steps do: pipeline code beside the weights, a card
     return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_fiqa.models import commands
+from hf_fiqa.commands import convert as commands
 from hf_fiqa.models.conversion import CONVERTERS, CheckpointError, Converter, int_list
 
 CONVERSION_PY = Path(__file__).resolve().parents[1] / "src" / "hf_fiqa" / "models" / "conversion.py"

@@ -103,7 +103,7 @@ def test_push_uses_hub_api(tmp_path, monkeypatch):
 def test_cli_convert_identity_folder(tmp_path, capsys):
     import datasets
 
-    from hf_fiqa.data import commands
+    from hf_fiqa.commands import dataset as commands
 
     root = tmp_path / "people"
     rng = np.random.default_rng(0)
@@ -134,7 +134,7 @@ def test_package_exports_are_lazy():
     import sys
 
     code = (
-        "import sys, hf_fiqa.data, hf_fiqa.data.commands\n"
+        "import sys, hf_fiqa.data, hf_fiqa.commands.dataset\n"
         "assert 'datasets' not in sys.modules, 'datasets imported eagerly'\n"
         "from hf_fiqa.data import load_koniq10k, publish_dataset, RecordIOReader\n"
         "assert callable(load_koniq10k) and callable(publish_dataset)\n"

@@ -240,12 +240,12 @@ def test_cli_rec2parquet(ms1m, tmp_path, capsys):
 
     import datasets
 
-    from hf_fiqa.data import commands
+    from hf_fiqa.commands import dataset as commands
 
     root, expected = ms1m
     parser = argparse.ArgumentParser(prog="hf-fiqa")
     commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["dataset", "rec2parquet", str(root), "--output", str(tmp_path / "pq")])
+    args = parser.parse_args(["dataset", "rec2parquet", str(root), "--output", str(tmp_path / "pq"), "--overwrite"])
     assert args.func(args) == 0
     assert "rows: train=9" in capsys.readouterr().out
     ds = datasets.load_dataset(str(tmp_path / "pq"), split="train", cache_dir=str(tmp_path / "hf_cache"))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_fiqa.hub import write_model_card
-from hf_fiqa.hub.face_quality_pipeline import band_of, band_scores, quality_0_100
+from hf_fiqa.hub import package_quality_model, write_model_card
+from hf_fiqa.quality_scale import band_of, band_scores, quality_0_100
 from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
 
 CALIBRATION = {"intercept": 5.0, "slope": -10.0, "meaning": "test calibration"}  # quality 50 at score 0.5
@@ -26,6 +26,7 @@ def _save_maniqa(folder: Path, **config) -> Path:
     model = MANIQAForImageQualityAssessment(MANIQAConfig.tiny(**config)).eval()
     model.save_pretrained(folder)
     MANIQAImageProcessor(crop_size=32, policy="resize").save_pretrained(folder)
+    package_quality_model(folder)  # the export steps' packaging
     return folder
 
 
@@ -67,7 +68,7 @@ print(json.dumps({"class": type(faces).__name__, "record": record, "bands": band
 """
 
 
-def test_save_pretrained_declares_pipelines_and_ships_code(folder):
+def test_packaging_declares_pipelines_and_ships_code(folder):
     config = json.loads((folder / "config.json").read_text())
     assert set(config["custom_pipelines"]) == {"face-image-quality", "image-classification"}
     for task in config["custom_pipelines"].values():
@@ -78,7 +79,7 @@ def test_save_pretrained_declares_pipelines_and_ships_code(folder):
     assert config["quality_bands"]["thresholds"] == [40.0, 70.0]
     from huggingface_hub import ModelCard
 
-    card = ModelCard.load(folder / "README.md")  # a generic card from save_pretrained
+    card = ModelCard.load(folder / "README.md")  # a generic card from the packaging step
     assert card.data.library_name == "transformers" and "hf-fiqa" in card.data.tags
 
 

@@ -16,7 +16,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from hf_fiqa.labels import EmbeddingError, normalise_repetitions, sdd_pseudo_labels, sdd_raw_wasserstein
-from hf_fiqa.labels.commands import main as cli_main
+from hf_fiqa.commands.pseudo_labels import main as cli_main
 from hf_fiqa.labels.embeddings import EmbeddingSource
 from hf_fiqa.labels.grouping import group_identities
 from hf_fiqa.labels.sampling import floyd_sample

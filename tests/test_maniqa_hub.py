@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from hf_fiqa.hub import package_quality_model
 from hf_fiqa.cli import main as cli_main
 from hf_fiqa.models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment, MANIQAImageProcessor
 from hf_fiqa.models.conversion import CheckpointError
@@ -46,6 +47,7 @@ def saved_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("maniqa-tiny")
     model.save_pretrained(folder)
     MANIQAImageProcessor(crop_size=32, policy="five_crop").save_pretrained(folder)
+    package_quality_model(folder)  # the export steps' packaging: pipeline code and its helpers beside the weights
     return model, folder
 
 
@@ -110,6 +112,9 @@ def test_remote_code_from_offline_hub_cache(saved_model, photo, tmp_path):
 def test_auto_classes_in_process(saved_model):
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+    import hf_fiqa
+
+    hf_fiqa.register()  # the families in the Auto classes: no trust_remote_code needed in process
     _, folder = saved_model
     assert isinstance(AutoConfig.from_pretrained(folder), MANIQAConfig)
     assert isinstance(AutoModel.from_pretrained(folder), MANIQAForImageQualityAssessment)

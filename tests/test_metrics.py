@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from hf_fiqa.faces.types import AlignedFace, DetectedFace
+from hf_fiqa.metrics.report import fiqa_markdown, write_fiqa_report
 from hf_fiqa.metrics import (
     build_pairs,
     correlation_table,
@@ -26,7 +27,7 @@ from hf_fiqa.metrics import (
     threshold_for_fmr,
     threshold_for_fnmr,
 )
-from hf_fiqa.metrics import commands as metric_commands
+from hf_fiqa.commands import evaluate as metric_commands
 from hf_fiqa.scorers import (
     DetectorConfidenceScorer,
     FaceSizeScorer,
@@ -339,7 +340,7 @@ def test_evaluate_fiqa_ranks_oracle_above_random(tmp_path):
         assert len({r.threshold for r in by_method.values()}) == 1  # one threshold shared by all methods
     assert report.curves["FNMR=0.1"]["oracle"].e0 == pytest.approx(0.1, abs=1e-3)
     assert report.nan_qualities == {"partial": 3}
-    written = report.write(tmp_path)
+    written = write_fiqa_report(report, tmp_path)
     data = json.loads((tmp_path / "pauc.json").read_text())
     assert data["n_genuine_pairs"] == 900 and len(data["results"]) == 3 * 3 + 2 * 3
     row = next(r for r in data["results"] if r["method"] == "oracle" and r["threshold_id"] == "FNMR=0.1")
@@ -438,7 +439,7 @@ def test_evaluate_fiqa_degenerate_label_sets():
     assert list(one_person.curves) == ["FNMR=0.1"] and one_person.n_impostor == 0
     assert one_person.curves["FNMR=0.1"]["q"].fmr is None
     assert any("no impostor pairs" in n for n in one_person.notes)
-    assert "n/a" in one_person.to_markdown()
+    assert "n/a" in fiqa_markdown(one_person)
 
 
 def test_cli_evaluate_fiqa_from_embedding_parquet(tmp_path, capsys):
@@ -570,7 +571,7 @@ def test_bootstrap_ci_excludes_zero_for_a_clearly_better_method(tmp_path):
     worse = rows[("FMR=1e-02", "random")]
     assert worse["best_other"] == "oracle" and worse["delta_pauc_ci_low"] > 0 and worse["ci_excludes_zero"]
     assert best["gain_percent"] == pytest.approx(100 * best["gain"]) and best["gain"] > 0.3
-    report.write(tmp_path)
+    write_fiqa_report(report, tmp_path)
     data = json.loads((tmp_path / "pauc.json").read_text())
     assert data["bootstrap"]["n_resamples"] == 1000 and data["bootstrap"]["unit"] == "identity"
     row = next(r for r in data["results"] if r["method"] == "oracle" and r["threshold_id"] == "FMR=1e-02")
@@ -649,3 +650,23 @@ def test_cli_bootstrap_flag(tmp_path, capsys):
     assert all(r["n_bootstrap"] == 300 and r["delta_pauc_ci_low"] is not None for r in data["results"])
     with pytest.raises(SystemExit):
         _run_cli(base + ["--output-dir", str(tmp_path / "bad"), "--bootstrap", "-1"])
+
+
+def test_cli_help_states_the_library_defaults():
+    """The evaluate-fiqa options default to None and take the library's defaults; their help must say the same."""
+    from hf_fiqa.metrics.bootstrap import DEFAULT_BOOTSTRAP
+    from hf_fiqa.metrics.edc import DEFAULT_DISCARD_LIMIT
+    from hf_fiqa.metrics.evaluation import DEFAULT_FMRS, DEFAULT_START_FNMRS
+    from hf_fiqa.metrics.pairs import DEFAULT_MAX_IMPOSTORS
+
+    parser = argparse.ArgumentParser(prog="hf-fiqa")
+    metric_commands.register(parser.add_subparsers(dest="command", required=True))
+    fiqa = next(a for a in parser._actions if a.dest == "command").choices["evaluate-fiqa"]
+    helps = {a.dest: a.help for a in fiqa._actions}
+    assert all(a.default is None for a in fiqa._actions
+               if a.dest in ("fmr", "fnmr", "discard_limit", "max_impostors", "bootstrap"))
+    assert f"default {DEFAULT_FMRS[0]:.0e}".replace("e-0", "e-") in helps["fmr"]
+    assert f"default {DEFAULT_START_FNMRS[0]:g}" in helps["fnmr"]
+    assert f"default {DEFAULT_DISCARD_LIMIT:g}" in helps["discard_limit"]
+    assert f"default {DEFAULT_MAX_IMPOSTORS:,}" in helps["max_impostors"]
+    assert f"default {DEFAULT_BOOTSTRAP}" in helps["bootstrap"]

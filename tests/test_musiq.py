@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hf_fiqa.hub import package_quality_model
 from hf_fiqa.io import ImageReadError
 from hf_fiqa.models.musiq import MUSIQConfig, MUSIQForImageQualityAssessment, MUSIQImageProcessor
 from hf_fiqa.models.musiq.image_processing_musiq import aspect_resize_shape, hash_positions, tf_gaussian_resize
@@ -409,6 +410,7 @@ def saved_model(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("musiq-tiny")
     tiny_model.save_pretrained(folder)
     _processor(max_full_side=64).save_pretrained(folder)
+    package_quality_model(folder)  # the export steps' packaging: pipeline code and its helpers beside the weights
     return tiny_model, folder
 
 
@@ -443,6 +445,9 @@ def test_remote_code_in_fresh_process_gives_identical_scores(saved_model, tmp_pa
 def test_auto_classes_in_process(saved_model):
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+    import hf_fiqa
+
+    hf_fiqa.register()  # the families in the Auto classes: no trust_remote_code needed in process
     model, folder = saved_model
     assert isinstance(AutoConfig.from_pretrained(folder), MUSIQConfig)
     loaded = AutoModel.from_pretrained(folder)
@@ -574,7 +579,7 @@ def test_conversion_reports_every_bad_key(tmp_path):
 
 
 def test_conversion_cli_and_unreadable_files(tmp_path, capsys):
-    from hf_fiqa.models.commands import add_converter
+    from hf_fiqa.commands.convert import add_converter
     from hf_fiqa.models.conversion import CONVERTERS
 
     parser = __import__("argparse").ArgumentParser()

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from hf_fiqa.export.commands import register  # noqa: E402
+from hf_fiqa.commands.export import register  # noqa: E402
 from hf_fiqa.export.onnx import OnnxExportError, export_onnx, read_metadata  # noqa: E402
 from hf_fiqa.faces.types import AlignedFace  # noqa: E402
 from hf_fiqa.scorers import load_scorer, scorer_for_model  # noqa: E402

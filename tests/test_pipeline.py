@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 from transformers import pipeline
 
-import hf_fiqa  # noqa: F401  (registers the task)
+import hf_fiqa
 from hf_fiqa.cli import main as cli_main
 from media import write_video
 from hf_fiqa.pipelines.video import MainFaceTracker, plot_quality_series, score_video
 from hf_fiqa.faces.types import DetectedFace
+
+hf_fiqa.register()  # the "face-image-quality" task for transformers.pipeline
 
 
 @pytest.fixture(scope="module")

@@ -87,3 +87,22 @@ def test_a_second_run_skips_finished_stages_and_reproduces_the_table(small_run, 
     after = json.loads((out / "eval" / "pauc.json").read_text())
     assert [r["pauc"] for r in after["results"]] == pytest.approx([r["pauc"] for r in before["results"]])
     assert np.isfinite([r["pauc"] for r in after["results"]]).all()
+
+
+def test_magface_stage_trains_with_the_published_config(tmp_path):
+    """Stage 7 trains in-process from a config the recipe holds (hub_configs/ is not in the wheel): it must be
+    hub_configs/magface-iresnet-lfw.yaml with the stage's overrides."""
+    from pathlib import Path
+
+    from hf_fiqa.recipes.sdd_fiqa import RecipeConfig, SDDFIQARecipe
+    from hf_fiqa.training import TrainConfig
+
+    faces = tmp_path / "labels.csv"
+    faces.write_text("path,identity\n")
+    recipe = SDDFIQARecipe(RecipeConfig(shared=tmp_path, output=tmp_path / "out", magface_steps=150))
+    ours = recipe.magface_train_config(faces, tmp_path / "magface").to_dict()
+    published = TrainConfig.from_file(
+        Path(__file__).resolve().parents[1] / "hub_configs" / "magface-iresnet-lfw.yaml",
+        [f"output_dir={tmp_path / 'magface'}", f"data.root={faces}", "data.aligned=true", "max_steps=150",
+         "eval_every=150", "save_every=50", "trackers=[]", "resume=latest", "data.detector_weights=null"]).to_dict()
+    assert ours == published

@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hf_fiqa.embedding import commands as embedding_commands
+from hf_fiqa.commands import embed as embedding_commands
 from hf_fiqa.embedding.embedder import RecognitionEmbedder
 from hf_fiqa.faces.types import AlignedFace
-from hf_fiqa.models import commands as model_commands
+from hf_fiqa.commands import convert as model_commands
 from hf_fiqa.models.conversion import CheckpointError
 from hf_fiqa.models.iresnet import IRESNET_DEPTHS, IResNetConfig, IResNetImageProcessor, IResNetModel
 from hf_fiqa.models.iresnet.convert_iresnet import convert_iresnet_checkpoint, convert_state_dict, read_checkpoint
@@ -178,18 +178,8 @@ def test_config_json_round_trip(tmp_path):
         assert getattr(back_processor, name) == getattr(processor, name), name
 
 
-def test_configs_saved_with_normalisation_keys_still_load(tmp_path):
-    """Configs written before the image processor carried image_mean/image_std/channel_order."""
+def test_processor_for_a_model_config_uses_the_arcface_convention():
     for config_cls, extra in ((IResNetConfig, TINY_IRESNET), (MobileFaceNetConfig, TINY_MBF)):
-        folder = tmp_path / config_cls.model_type
-        config_cls(**extra).save_pretrained(folder)
-        data = json.loads((folder / "config.json").read_text())
-        data.update(MAGFACE_PIXELS)
-        (folder / "config.json").write_text(json.dumps(data))
-        old = config_cls.from_pretrained(folder)
-        assert old.to_dict()["channel_order"] == "BGR"
-        processor = IResNetImageProcessor.from_model_config(old)
-        assert (processor.channel_order, processor.image_mean, processor.image_std) == ("BGR", [0.0] * 3, [1.0] * 3)
         fresh = IResNetImageProcessor.from_model_config(config_cls(**extra))
         assert (fresh.channel_order, fresh.image_mean, fresh.image_std, fresh.image_size) == ("RGB", [0.5] * 3, [0.5] * 3, 112)
 
@@ -469,6 +459,9 @@ def test_convert_magface_layout_round_trip(tmp_path, prefix_style):
     assert [k.split(".")[-2:] for k in conversion.dropped_keys] == [["fc", "weight"]]
     from transformers import AutoImageProcessor, AutoModel
 
+    import hf_fiqa
+
+    hf_fiqa.register()  # in-process Auto classes for the converted folder
     cfg, processor = converted.config, AutoImageProcessor.from_pretrained(dst)
     assert isinstance(processor, IResNetImageProcessor)
     assert (processor.channel_order, processor.image_mean, processor.image_std, cfg.bn_eps) == ("BGR", [0.0] * 3, [1.0] * 3, 2e-5)

@@ -76,10 +76,12 @@ def iqa_run(shared, tmp_path_factory):
 @pytest.mark.slow
 def test_loss_falls_on_a_learnable_signal(iqa_run):
     """MOS = noise level of real photos: validation rank correlation must become clearly positive."""
-    history = _state(iqa_run)["history"]
+    state = _state(iqa_run)
+    history, losses = state["history"], [entry["loss"] for entry in state["train_log"]]
     assert [h["step"] for h in history] == [40, 80, 120]
     assert history[-1]["srcc"] > 0.4, history
-    assert history[-1]["rmse_raw"] < history[0]["rmse_raw"], history
+    # The training loss falls (validation RMSE on 32 photos after fitting 24 is too noisy to order 3 checkpoints).
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 @pytest.mark.slow

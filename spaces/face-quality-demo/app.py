@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fiqa_remote.face_quality_pipeline import (  # noqa: E402  (vendored, see fiqa_remote/__init__.py)
-    DEFAULT_BANDS,
+    DEFAULT_QUALITY_BANDS,
     ImageReadError,
     YuNet,
     align,
@@ -54,13 +54,13 @@ class Analyzer:
 
             self.pipe = pipeline("face-image-quality", model=model, trust_remote_code=True)
             self.config = self.pipe.model.config
-            self.bands = getattr(self.config, "quality_bands", None) or DEFAULT_BANDS
+            self.bands = getattr(self.config, "quality_bands", None) or DEFAULT_QUALITY_BANDS
             self.detector = None
             calibrated = getattr(self.config, "quality_calibration", None) is not None
             self.description = (f"Model `{model}`: " + ("calibrated 0-100 quality." if calibrated else
                                 "score min-max scaled to 0-100 over its label range (no calibration)."))
         else:
-            self.pipe, self.config, self.bands = None, None, DEFAULT_BANDS
+            self.pipe, self.config, self.bands = None, None, DEFAULT_QUALITY_BANDS
             self.detector = YuNet()
             self.description = (
                 "**No model configured** (`HF_FIQA_MODEL` is unset): scores come from a weight-free baseline, the "

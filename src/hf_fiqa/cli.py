@@ -1,74 +1,21 @@
-"""The ``hf-fiqa`` command. Each area registers its own sub-commands; this file only wires them."""
+"""The ``hf-fiqa`` command: builds the parser from :mod:`hf_fiqa.commands` and runs the chosen sub-command."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
-import types
 
-# Modules exposing ``register(subparsers)``. Building the parser imports only these modules (plain argparse
-# code), never torch or transformers: ``hf-fiqa --help`` and ``hf-fiqa <sub> --help`` stay fast.
-COMMAND_MODULES = [
-    "hf_fiqa.pipelines.commands",
-    "hf_fiqa.models.commands",
-    "hf_fiqa.embedding.commands",
-    "hf_fiqa.labels.commands",
-    "hf_fiqa.data.commands",
-    "hf_fiqa.metrics.commands",
-    "hf_fiqa.recipes.commands",
-    "hf_fiqa.export.commands",
-]
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def import_command_module(name: str) -> types.ModuleType:
-    """Import a ``commands`` module without running its package's ``__init__``.
-
-    Some packages register models or the pipeline task when imported (torch, transformers: seconds). The
-    command module only needs the package as a namespace, so a bare stand-in is used while it loads and removed
-    afterwards; the real package initialises as usual when a command runs and imports it.
-    """
-    if name in sys.modules:
-        return sys.modules[name]
-    package = name.rpartition(".")[0]
-    if package in sys.modules:
-        return importlib.import_module(name)
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.submodule_search_locations is None:
-        return importlib.import_module(name)
-    stub = types.ModuleType(package)
-    stub.__path__ = list(spec.submodule_search_locations)
-    stub.__package__ = package
-    sys.modules[package] = stub
-    try:
-        return importlib.import_module(name)
-    finally:
-        if sys.modules.get(package) is stub:
-            del sys.modules[package]
-            for key in [k for k in sys.modules if k.startswith(package + ".")]:
-                module = sys.modules[key]
-                if key != name and getattr(module, "__spec__", None) is not None and _needs_package(module):
-                    del sys.modules[key]
-
-
-def _needs_package(module: types.ModuleType) -> bool:
-    """Sub-packages loaded under the stand-in are dropped (they would miss their parent's side effects)."""
-    return hasattr(module, "__path__")
+from . import __version__
+from .commands import COMMAND_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-fiqa", description="No-reference face image quality assessment.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        import_command_module(name).register(sub)
+        importlib.import_module(f"{__package__}.commands.{name}").register(sub)
     return parser
 
 
@@ -84,6 +31,10 @@ def _tolerate_odd_file_names() -> None:
 def main(argv: list[str] | None = None) -> int:
     _tolerate_odd_file_names()
     args = build_parser().parse_args(argv)
+    if getattr(args, "loads_models", False):
+        from . import register
+
+        register()  # the model families and the pipeline task, for commands that load models
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

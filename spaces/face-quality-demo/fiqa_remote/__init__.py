@@ -1,8 +1,13 @@
-"""Vendored copies of hf-fiqa's Hub pipeline code (the files saved models ship beside their weights).
+"""Vendored copies of hf-fiqa's Hub pipeline code, so that the Space runs without hf-fiqa installed.
 
-``face_quality_pipeline.py`` is ``src/hf_fiqa/hub/face_quality_pipeline.py`` and ``fiqa_io.py`` is
-``src/hf_fiqa/io.py``, byte for byte (tests/test_space.py checks it). Refresh with::
+Each module is a whole-file copy generated from the package (its first line names the source):
 
-    cp src/hf_fiqa/hub/face_quality_pipeline.py spaces/face-quality-demo/fiqa_remote/
-    cp src/hf_fiqa/io.py spaces/face-quality-demo/fiqa_remote/fiqa_io.py
+* ``face_quality_pipeline.py`` <- ``src/hf_fiqa/pipelines/standalone.py`` (the pipelines saved models ship);
+* ``fiqa_io.py`` <- ``src/hf_fiqa/io.py`` (image decoding);
+* ``fiqa_quality_scale.py`` <- ``src/hf_fiqa/quality_scale.py`` (the 0-100 scale and its bands).
+
+Never edit them here: edit the source, then regenerate and check from the repository root with::
+
+    python utils/check_copies.py --fix   # rewrite every marked copy from its source
+    python utils/check_copies.py         # exit 1 listing drifted copies (tests/test_copies.py runs it)
 """

@@ -51,6 +51,7 @@ _EXPORTS = {
     "DEGRADATIONS": "degradations",
     "publish_dataset": "publish",
     "write_dataset_repo": "publish",
+    "push_dataset_folder": "publish",
     "build_card": "publish",
     "CardInfo": "cards",
     "CARDS": "cards",

@@ -34,7 +34,7 @@ def _cropper(weights: str | None, options: tuple, border: str):
     key = (os.getpid(), weights, options, border)
     cropper = _CROPPERS.get(key)
     if cropper is None:
-        from hf_fiqa.faces import FaceCropper, YuNetDetector
+        from ..faces import FaceCropper, YuNetDetector
 
         cropper = FaceCropper(YuNetDetector(weights, **dict(options)), border=border)
         _CROPPERS[key] = cropper
@@ -71,7 +71,7 @@ def _align_batch(batch: dict, *, image_column: str, sizes: list[int], weights: s
     the code version and the weights file."""
     import numpy as np
 
-    from hf_fiqa.io import ImageReadError, load_image
+    from ..io import ImageReadError, load_image
 
     cropper = _cropper(weights, options, border)
     n = len(batch[image_column])
@@ -128,7 +128,7 @@ def align_dataset(
     """
     from datasets import Image
 
-    from hf_fiqa.faces.detection import resolve_yunet_weights
+    from ..faces.detection import resolve_yunet_weights
 
     if image_column not in ds.column_names:
         raise ValueError(f"dataset has no column {image_column!r} (columns: {ds.column_names})")

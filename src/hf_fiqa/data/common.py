@@ -66,7 +66,7 @@ def _check_one(path: str, mode: ImageCheck) -> str | None:
     """``None`` when ``path`` reads as an image at the requested depth, else the reason."""
     from PIL import Image, UnidentifiedImageError
 
-    from hf_fiqa.io import ImageReadError, load_image
+    from ..io import ImageReadError, load_image
 
     if mode == "none":
         return None if os.path.isfile(path) else "no such file"

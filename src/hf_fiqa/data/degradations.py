@@ -157,7 +157,7 @@ def degrade(image, kind: str, severity: int, *, seed: int = 0, key: int = 0):
     """Degrade any image input (path, bytes, PIL, array) and return an RGB PIL image."""
     from PIL import Image
 
-    from hf_fiqa.io import load_image
+    from ..io import load_image
 
     rgb = np.asarray(load_image(image))
     return Image.fromarray(degrade_array(rgb, kind, severity, seed=seed, key=key), "RGB")
@@ -178,7 +178,7 @@ def _encode(rgb: np.ndarray, kind: str, severity: int, seed: int, key: int) -> d
 
 def _degrade_batch(batch: dict, indices: list[int], *, image_column: str, plan: list[tuple[str, int]],
                    seed: int, keep_original: bool) -> dict:
-    from hf_fiqa.io import load_image
+    from ..io import load_image
 
     out: dict[str, list] = {"image": [], "source_index": [], "degradation": [], "severity": []}
     for image, index in zip(batch[image_column], indices):

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .cards import CardInfo
-from .rec2parquet import parse_size, shard_file_name
+from .rec2parquet import DEFAULT_MAX_SHARD_SIZE, parse_size, shard_file_name
 
 IMAGE_ROW_GROUP = 100  # rows per Parquet row group when a split holds images: cheap random reads
 
@@ -42,7 +42,7 @@ def _has_images(features) -> bool:
     return any(require_decoding(f, ignore_decode_attribute=True) for f in features.values())
 
 
-def write_parquet_shards(ds, data_dir: Path, split: str, *, max_shard_size: int | str = "500MB",
+def write_parquet_shards(ds, data_dir: Path, split: str, *, max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
                          embed_external_files: bool = True) -> list[Path]:
     """Write one split as ``data_dir/<split>-XXXXX-of-YYYYY.parquet``; return the files.
 
@@ -179,7 +179,7 @@ def _describe_feature(feature) -> str:
 
 def write_dataset_repo(dataset_dict, local_dir: str | Path, info: CardInfo | None = None, *,
                        repo_id: str | None = None, license: str | None = None, citation: str | None = None,
-                       description: str | None = None, max_shard_size: int | str = "500MB") -> Path:
+                       description: str | None = None, max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE) -> Path:
     """Write Parquet shards and ``README.md`` into ``local_dir``; return it.
 
     Splits of ``local_dir/data`` that are not in ``dataset_dict`` are removed, so the folder
@@ -214,7 +214,7 @@ def publish_dataset(
     private: bool = True,
     token: str | None = None,
     description: str | None = None,
-    max_shard_size: int | str = "500MB",
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     commit_message: str = "Upload dataset with hf-fiqa",
 ) -> Path | None:
     """Write ``dataset_dict`` as a dataset repo (see module docstring) and optionally push it.
@@ -232,13 +232,19 @@ def publish_dataset(
         write_dataset_repo(dataset_dict, folder, card, repo_id=repo_id, license=license, citation=citation,
                            description=description, max_shard_size=max_shard_size)
         if push:
-            from huggingface_hub import HfApi
-
-            api = HfApi(token=token)
-            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-                              commit_message=commit_message)
+            push_dataset_folder(folder, repo_id, private=private, token=token, commit_message=commit_message)
     finally:
         if tmp is not None:
             tmp.cleanup()
     return folder if local_dir is not None else None
+
+
+def push_dataset_folder(folder: str | Path, repo_id: str, *, private: bool = True, token: str | None = None,
+                        commit_message: str = "Upload dataset with hf-fiqa") -> None:
+    """Upload a written repo folder (:func:`write_dataset_repo`) to the Hub dataset repo ``repo_id``, creating
+    it (private by default) when it does not exist: one ``upload_folder`` commit."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", commit_message=commit_message)

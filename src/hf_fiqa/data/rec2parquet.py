@@ -14,14 +14,13 @@ and then calls ``Dataset.to_parquet`` - simpler, but every byte is written twice
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..atomic import StagedFolder, atomic_write
 from .errors import SkipLog
 from .ms1m import PARQUET_ROW_GROUP, MS1MRecords, _generate, ms1m_features
 
@@ -34,6 +33,10 @@ class ConversionResult:
     rows: int
     skipped: SkipLog = field(default_factory=SkipLog)
     bytes_written: int = 0
+
+
+#: Target bytes of image data per Parquet shard, for every writer of the package (what ``push_to_hub`` uses).
+DEFAULT_MAX_SHARD_SIZE = "500MB"
 
 
 def parse_size(size: int | str) -> int:
@@ -82,9 +85,10 @@ def _write_shard_arrow(root: str, num_classes: int, start: int, stop: int, path:
     image_type = schema.field("image").type
     skipped = SkipLog()
     written = 0
-    tmp = path + ".tmp"
-    try:
-        with pq.ParquetWriter(tmp, schema, **_writer_options(features, schema, compression)) as writer:
+
+    def write(tmp: Path) -> None:
+        nonlocal written
+        with pq.ParquetWriter(str(tmp), schema, **_writer_options(features, schema, compression)) as writer:
             images: list[bytes] = []
             identities: list[int] = []
             keys: list[int] = []
@@ -115,11 +119,11 @@ def _write_shard_arrow(root: str, num_classes: int, start: int, stop: int, path:
                 flush()
             if progress is not None and skipped.count:
                 progress.update(skipped.count)
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write)
     finally:
         records.reader.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return written, skipped.skipped
 
 
@@ -138,10 +142,8 @@ def _write_shard_datasets(root: str, num_classes: int, start: int, stop: int, pa
                         "skip_errors": skip_errors, "fingerprint": fingerprint},
             cache_dir=cache,
         )
-        tmp = path + ".tmp"
         extra = {"compression": compression} if compression is not None else {}
-        ds.to_parquet(tmp, batch_size=PARQUET_ROW_GROUP, **extra)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, data=ds: data.to_parquet(str(tmp), batch_size=PARQUET_ROW_GROUP, **extra))
         n = len(ds)
         del ds
     if progress is not None:
@@ -155,7 +157,7 @@ def rec_to_parquet(
     root: str | Path,
     output_dir: str | Path,
     *,
-    max_shard_size: int | str = "500MB",
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     method: Literal["arrow", "datasets"] = "arrow",
     num_proc: int = 1,
     num_classes: int | None = None,
@@ -189,15 +191,13 @@ def rec_to_parquet(
     num_shards = max(1, math.ceil(total / per_shard))
     bounds = [round(i * total / num_shards) for i in range(num_shards + 1)]
     data_dir = Path(output_dir) / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
     writer = _write_shard_arrow if method == "arrow" else _write_shard_datasets
-    # Shards are written into a staging folder and moved in only when all succeeded, so a
-    # failed run leaves an earlier conversion intact rather than half-overwritten.
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir))
     names = [shard_file_name("train", i, num_shards) for i in range(num_shards)]
-    staged = [staging / name for name in names]
     result = ConversionResult(files=[data_dir / name for name in names], rows=0)
-    try:
+    # The shards are written into a staging folder that replaces ``data`` as a whole only when all of them
+    # succeeded, so a failed run leaves an earlier conversion intact rather than half-overwritten.
+    with StagedFolder(data_dir) as staging:
+        staged = [staging / name for name in names]
         with tqdm(total=total, desc=f"{Path(rec_path).name} -> parquet", unit="img") as bar:
             if num_proc <= 1:
                 for i in range(num_shards):
@@ -220,11 +220,5 @@ def rec_to_parquet(
                         result.rows += n
                         for item in skipped:
                             result.skipped.add(*item)
-        for old in data_dir.glob("train-*-of-*.parquet"):
-            old.unlink()  # a previous conversion with another shard count would mix in
-        for src, dst in zip(staged, result.files):
-            os.replace(src, dst)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     result.bytes_written = sum(f.stat().st_size for f in result.files)
     return result

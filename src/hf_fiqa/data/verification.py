@@ -188,7 +188,7 @@ def load_verification_pairs(path: str | Path, *, check_images: bool = True):
     """
     import datasets
 
-    from hf_fiqa.io import ImageReadError, load_image
+    from ..io import ImageReadError, load_image
 
     images, flags = read_verification_bin(path)
     if check_images:

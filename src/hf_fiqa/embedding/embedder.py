@@ -31,7 +31,9 @@ def load_recognizer(model_or_path: Any, image_processor: Any = None,
     if isinstance(model_or_path, (str, os.PathLike)):
         from transformers import AutoImageProcessor, AutoModel
 
-        from .. import models  # noqa: F401  (registers the families with the Auto classes)
+        from ..models import register_models
+
+        register_models()  # AutoModel/AutoImageProcessor know every family, with or without auto_map
 
         try:
             model = AutoModel.from_pretrained(str(model_or_path), trust_remote_code=True)

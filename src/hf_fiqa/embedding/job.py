@@ -66,7 +66,7 @@ class OutputConflictError(ValueError):
 def fingerprint(items: Sequence[InputItem], settings: dict) -> str:
     """Hash of the row list and every setting that changes the embeddings."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for item in items:  # names that are not valid UTF-8 hash by their bytes (surrogateescape, see hf_fiqa.outputs)
+    for item in items:  # names that are not valid UTF-8 hash by their bytes (surrogateescape, see hf_fiqa.atomic)
         digest.update(f"{item.path}\t{item.identity}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..outputs import TEXT_ERRORS, atomic_write  # noqa: F401  (re-exported: the one atomic writer)
+from ..atomic import TEXT_ERRORS, atomic_write
 
 ROW_FIELDS = ("row", "path", "identity", "ok", "error", "n_faces", "det_score", "norm")
 FORMATS = ("npy", "parquet")
@@ -52,7 +52,7 @@ def format_float(value: float | None) -> str:
 
 def write_rows_csv(path: Path, rows: list[dict]) -> None:
     def write(tmp: Path) -> None:
-        # File names that are not valid UTF-8 keep their bytes (surrogateescape; see hf_fiqa.outputs).
+        # File names that are not valid UTF-8 keep their bytes (surrogateescape; see hf_fiqa.atomic).
         with open(tmp, "w", newline="", encoding="utf-8", errors=TEXT_ERRORS) as fh:
             writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
             writer.writeheader()
@@ -110,7 +110,7 @@ def _write_parquet(path: Path, rows: list[dict], embeddings: np.ndarray) -> None
         return [kind(v) if v != "" else None for v in values]
 
     columns = {name: [r[name] for r in rows] for name in ROW_FIELDS}
-    # Parquet strings must be valid UTF-8: a file name that is not (surrogateescape-decoded, see hf_fiqa.outputs)
+    # Parquet strings must be valid UTF-8: a file name that is not (surrogateescape-decoded, see hf_fiqa.atomic)
     # is shown with backslash escapes in ``path`` and kept exactly, as bytes, in ``path_bytes``.
     raw = [_raw_bytes(v) for v in columns["path"]]
     extra = {"path_bytes": pa.array(raw, pa.binary())} if any(b is not None for b in raw) else {}

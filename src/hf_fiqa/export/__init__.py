@@ -1,20 +1,10 @@
-"""Exports of saved hf-fiqa models to other runtimes (ONNX for onnxruntime).
+"""Exports of saved hf-fiqa models to other runtimes: :mod:`hf_fiqa.export.onnx` (ONNX for onnxruntime).
 
-``hf-fiqa export onnx MODEL_DIR OUT.onnx`` (see :mod:`hf_fiqa.export.commands`) and
-:func:`hf_fiqa.export.onnx.export_onnx`; run an export with
-``hf_fiqa.load_scorer(path, backend="onnxruntime")``. The exporter (torch) loads on first use.
+``hf-fiqa export onnx MODEL_DIR OUT.onnx`` runs :func:`hf_fiqa.export.onnx.export_onnx`; load an export with
+``hf_fiqa.load_scorer(path, backend="onnxruntime")``. This package file stays free of torch so that the
+command's ``--help`` can show the default opset without loading the exporter.
 """
-
-from typing import Any
 
 DEFAULT_OPSET = 18  # ONNX opset of every export: what torch's dynamo exporter targets by default
 
-__all__ = ["DEFAULT_OPSET", "OnnxExportReport", "export_onnx"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("OnnxExportReport", "export_onnx"):
-        from . import onnx
-
-        return getattr(onnx, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["DEFAULT_OPSET"]

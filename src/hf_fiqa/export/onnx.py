@@ -152,7 +152,9 @@ def load_model_and_processor(model_dir: str | os.PathLike) -> tuple[nn.Module, A
     """A saved model (folder or Hub id) and its image processor, loaded with their own code."""
     from transformers import AutoImageProcessor, AutoModel
 
-    from .. import models  # noqa: F401  (registers the families)
+    from ..models import register_models
+
+    register_models()  # AutoModel/AutoImageProcessor know every family, with or without auto_map
 
     try:
         model = AutoModel.from_pretrained(str(model_dir), trust_remote_code=True)

@@ -1,24 +1,30 @@
-"""What makes a saved quality model folder Hub-native; run by MANIQA's and MUSIQ's ``save_pretrained``.
+"""What makes a saved quality model folder Hub-native. The export steps call it after ``save_pretrained``
+(``hf-fiqa convert``, training's final save, the SDD-FIQA recipe); the model files never do.
 
-* ``config.custom_pipelines`` declares ``face-image-quality`` (:class:`FaceQualityPipeline`) and
-  ``image-classification`` (:class:`QualityBandsPipeline`), both in ``face_quality_pipeline.py``, which is
-  copied beside the weights with ``fiqa_io.py`` (image decoding) - the same mechanism as
+* ``config.custom_pipelines`` declares ``face-image-quality`` (``FaceQualityPipeline``) and
+  ``image-classification`` (``QualityBandsPipeline``), both in ``face_quality_pipeline.py``: the same mechanism as
   ``Pipeline.save_pretrained`` of a registered custom pipeline, so
   ``pipeline(task, model=folder_or_repo, trust_remote_code=True)`` works without hf-fiqa;
+* that module is :mod:`hf_fiqa.pipelines.standalone`, written beside the weights with the two leaf modules it
+  imports there (image decoding :mod:`hf_fiqa.io` and the 0-100 scale :mod:`hf_fiqa.quality_scale`), under the
+  names its remote-code imports use;
 * a generic model card (README.md) when the folder has none; :func:`hf_fiqa.hub.write_model_card` with the
   run's results replaces it.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 PIPELINE_MODULE = "face_quality_pipeline"
+_PACKAGE = Path(__file__).resolve().parents[1]
 PIPELINE_FILES = {  # name in the saved folder -> source file in this package
-    f"{PIPELINE_MODULE}.py": Path(__file__).with_name(f"{PIPELINE_MODULE}.py"),
-    "fiqa_io.py": Path(__file__).resolve().parents[1] / "io.py",
+    f"{PIPELINE_MODULE}.py": _PACKAGE / "pipelines" / "standalone.py",
+    "fiqa_io.py": _PACKAGE / "io.py",
+    "fiqa_quality_scale.py": _PACKAGE / "quality_scale.py",
 }
 
 
@@ -32,13 +38,8 @@ def custom_pipelines() -> dict[str, dict[str, Any]]:
     }
 
 
-def declare_pipelines(config: Any) -> None:
-    """Set ``config.custom_pipelines`` (before the config is written)."""
-    config.custom_pipelines = custom_pipelines()
-
-
 def ship_pipeline_code(folder: str | Path) -> list[Path]:
-    """Copy the pipeline module and its sibling import into ``folder``."""
+    """Copy the pipeline module and the modules it imports into ``folder``."""
     folder = Path(folder)
     copied = []
     for name, source in PIPELINE_FILES.items():
@@ -48,8 +49,16 @@ def ship_pipeline_code(folder: str | Path) -> list[Path]:
 
 
 def package_quality_model(folder: str | Path, write_card: bool = True) -> None:
-    """After ``save_pretrained``: ship the pipeline code, and a generic card when there is no README.md."""
+    """Make a quality model saved with ``save_pretrained`` Hub-native: declare the pipelines in its
+    ``config.json``, ship their code, and write a generic card when there is no README.md."""
+    from ..atomic import atomic_write
+
     folder = Path(folder)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["custom_pipelines"] = custom_pipelines()
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    atomic_write(config_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     ship_pipeline_code(folder)
     if write_card and not (folder / "README.md").exists():
         from .cards import write_model_card

@@ -1,4 +1,7 @@
-"""Evaluation: IQA correlation with MOS, FIQA error-versus-discard (EDC/pAUC), reports.
+"""Evaluation: IQA correlation with MOS, FIQA error-versus-discard (EDC/pAUC), and the reports rendering them.
+
+Computation: :mod:`.correlation` (IQA), :mod:`.edc`, :mod:`.pairs`, :mod:`.bootstrap` and :mod:`.evaluation`
+(FIQA), :mod:`.calibration` (0-100 quality). Rendering: :mod:`.report` (JSON / Markdown files) and :mod:`.plots`.
 
 The methods being evaluated (models, MagFace, weight-free baselines) live in :mod:`hf_fiqa.scorers`.
 
@@ -21,8 +24,9 @@ from .edc import (
     threshold_for_fmr,
     threshold_for_fnmr,
 )
+from .evaluation import FIQAReport, evaluate_fiqa
 from .pairs import Pairs, build_pairs, pair_similarities
-from .report import FIQAReport, evaluate_fiqa, write_iqa_report
+from .report import write_iqa_report
 
 __all__ = [
     "EDCResult",

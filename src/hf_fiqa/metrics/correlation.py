@@ -16,7 +16,7 @@ Input policy (kept strict so a silent bug cannot produce a plausible-looking num
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -137,3 +137,15 @@ def correlation_table(pred: Any, mos: Any) -> dict[str, Any]:
         fit_params=[float(p) for p in params] if params is not None else None,
     )
     return result
+
+
+def correlation_report(pred: Any, mos: Any, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`correlation_table` for a report: the ``RuntimeWarning`` messages it raised (constant input) listed
+    under ``warnings`` instead of printed, and ``extra`` (e.g. join counts) merged in."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        table = correlation_table(pred, mos)
+    table = {**table, **(extra or {})}
+    if caught:
+        table["warnings"] = [str(w.message) for w in caught]
+    return table

@@ -1,7 +1,8 @@
-"""PNG figures for evaluation reports (EDC curves, IQA scatter plots).
+"""Figures for evaluation reports: EDC curves, IQA scatter plots, pseudo-labels by degradation, quality histograms.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` with the Agg canvas rather than through
-``pyplot``, so plotting works headless and never changes a caller's global backend or state.
+``pyplot``, so plotting works headless and never changes a caller's global backend or state. Each figure is
+saved atomically (:func:`hf_fiqa.atomic.save_figure`), in the format of the path's extension.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..atomic import save_figure
 from .edc import EDCResult
 
 
-def _new_figure(width: float = 6.4, height: float = 4.8, layout: str | None = None):
+def _new_figure(width: float = 6.4, height: float = 4.8, layout: str | None = None, dpi: int = 120):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=120, layout=layout)
+    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -87,8 +89,7 @@ def plot_edc(
     ax.set_title(f"{textwrap.fill(title, 75)}\n{subtitle}" if title else subtitle, fontsize=9)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_scatter(pred: Any, mos: Any, table: Mapping[str, Any], path: str | Path, title: str | None = None) -> Path:
@@ -114,5 +115,47 @@ def plot_scatter(pred: Any, mos: Any, table: Mapping[str, Any], path: str | Path
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return save_figure(fig, out)
+
+
+def plot_labels(labels: Mapping[str, np.ndarray], path: str | Path,
+                title: str = "Pseudo-labels of LFW faces by degradation (dlib ResNet)") -> Path:
+    """Label distribution per degradation type and severity: labels must fall as severity rises.
+
+    ``labels`` holds ``quality``, ``kind`` (index into :data:`hf_fiqa.data.degradations.DEGRADATIONS`, -1 for
+    the clean photos) and ``severity`` per face; one box plot per degradation, clean photos first.
+    """
+    from ..data.degradations import DEGRADATIONS, SEVERITIES
+
+    q = np.asarray(labels["quality"])
+    clean = q[(labels["kind"] < 0) & np.isfinite(q)]
+    columns = (len(DEGRADATIONS) + 1) // 2
+    fig = _new_figure(4 * columns, 6.5, layout="constrained", dpi=110)
+    axes = fig.subplots(2, columns, sharey=True, squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes.flat, DEGRADATIONS)):
+        groups = [clean] + [q[(labels["kind"] == k) & (labels["severity"] == s) & np.isfinite(q)] for s in SEVERITIES]
+        ax.boxplot(groups, showfliers=False)
+        ax.set_xticks(range(1, len(SEVERITIES) + 2), ["clean"] + [str(s) for s in SEVERITIES])
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("severity")
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("SDD-FIQA pseudo-label")
+    fig.suptitle(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, out)
+
+
+def plot_quality_histogram(qualities: Any, path: str | Path, title: str = "Hybrid quality of the CelebA faces") -> Path:
+    """Histogram of calibrated 0-100 qualities (NaN, the faces a method could not score, left out)."""
+    q = np.asarray(qualities, dtype=np.float64)
+    fig = _new_figure(6, 3.5, layout="constrained", dpi=110)
+    ax = fig.add_subplot()
+    ax.hist(q[np.isfinite(q)], bins=40, range=(0, 100), color="tab:blue", alpha=0.8)
+    ax.set_xlabel("calibrated quality (0-100)")
+    ax.set_ylabel("faces")
+    ax.set_title(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, out)

@@ -7,6 +7,8 @@ face of it, built from a model folder or Hub id::
 
     import hf_fiqa
     from transformers import pipeline
+
+    hf_fiqa.register()  # adds the task to transformers.pipeline
     scorer = pipeline("face-image-quality", model="org/maniqa-sdd-fiqa", trust_remote_code=True)
     scorer(["group.jpg", "selfie.png"])
 

@@ -219,6 +219,6 @@ def plot_quality_series(result: VideoQualityResult, path: str | Path, best: int 
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    from ..outputs import save_figure
+    from ..atomic import save_figure
 
     return save_figure(fig, path)

@@ -14,7 +14,7 @@ interrupted run continues where it stopped):
    distilled from the recognizer first (:mod:`hf_fiqa.recipes.quality_net`);
 6. ``calibration``: raw score -> 0-100 quality on held-out LFW identities (:mod:`hf_fiqa.metrics.calibration`),
    saved with the model (``save_pretrained``: loads with ``AutoModel`` + ``trust_remote_code``);
-7. ``magface``: the MagFace baseline, a small iResNet trained here (``train.py``) and its embedding
+7. ``magface``: the MagFace baseline, a small iResNet trained here (:mod:`hf_fiqa.training`) and its embedding
    magnitudes on CelebA;
 8. ``evaluate``: EDC pAUC of the hybrid against every simple signal on CelebA, with gain toward
    ideal and identity-bootstrap confidence intervals, plots and the discard-threshold table.
@@ -22,10 +22,6 @@ interrupted run continues where it stopped):
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,33 +30,44 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..atomic import AtomicTextFile
 from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
 from ..faces.alignment import resize_crop
 from ..faces.types import AlignedFace, CropSpec
+from ..metrics.bootstrap import DEFAULT_BOOTSTRAP
+from ..metrics.edc import DEFAULT_DISCARD_LIMIT
+from ..metrics.plots import plot_labels, plot_quality_histogram
+from ..metrics.report import thresholds_markdown, write_fiqa_report
 from .faces import FaceSet, embed_arrays, embed_faces, save_summary
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 ABLATION_DISTILL_EPOCHS = 2  # the distilled variants of --ablation when the main network starts at random
+# How much each run size does, where the caller did not say (RecipeConfig fields left at None).
+QUICK_SIZES = {"copies_per_face": 2, "fit_epochs": 10, "magface_steps": 150}
+FULL_SIZES = {"copies_per_face": 3, "fit_epochs": 16, "magface_steps": 300}
 
 
 @dataclass
 class RecipeConfig:
-    """What the run does; ``quick`` (the default main job) sizes it for a 2-core CPU in about 20 minutes."""
+    """What the run does; ``quick`` (the default main job) sizes it for a 2-core CPU in about 20 minutes.
+
+    ``copies_per_face``, ``fit_epochs`` and ``magface_steps`` left at ``None`` take the size of the run
+    (:data:`QUICK_SIZES` or, with ``quick=False``, :data:`FULL_SIZES`); a value given is kept as given.
+    """
 
     shared: Path
     output: Path
     quick: bool = True
     image_size: int = 64
-    copies_per_face: int = 2
+    copies_per_face: int | None = None
     val_fraction: float = 0.1
     distill_epochs: int = 0  # random start: the ablation (--ablation) found distilling first did worse here
-    fit_epochs: int = 10
+    fit_epochs: int | None = None
     batch_size: int = 64
-    magface_steps: int = 150
+    magface_steps: int | None = None
     fmr: float = 1e-3
     start_fnmr: float = 0.1
-    discard_limit: float = 0.2
-    bootstrap: int = 1000
+    discard_limit: float = DEFAULT_DISCARD_LIMIT
+    bootstrap: int = DEFAULT_BOOTSTRAP
     seed: int = 0
     limit: int | None = None  # photos per dataset (smoke runs)
     ablation: bool = False  # also train the other start and the no-degraded-copies variants
@@ -69,8 +76,9 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         self.shared, self.output = Path(self.shared), Path(self.output)
-        if not self.quick:
-            self.copies_per_face, self.fit_epochs, self.magface_steps = 3, 16, 300
+        for name, value in (QUICK_SIZES if self.quick else FULL_SIZES).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
 
 def _say(message: str) -> None:
@@ -273,11 +281,39 @@ class SDDFIQARecipe:
         self._timed("calibration", start)
         return folder
 
+    # The MagFace baseline's training config: hub_configs/magface-iresnet-lfw.yaml (not in the wheel; a test checks
+    # that the two agree), with the data of stage 2 and this run's step count.
+    MAGFACE_CONFIG = {
+        "task": "recognition", "name": "magface-iresnet-lfw",
+        "model": {"arch": "iresnet", "preset": "full",
+                  "kwargs": {"layers": [1, 2, 2, 1], "widths": [32, 64, 128, 256], "stem_width": 32,
+                             "embedding_size": 256, "image_size": 64},
+                  "head": "magface",
+                  "head_kwargs": {"scale": 32.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.2, "u_m": 0.4, "lambda_g": 35.0}},
+        "data": {"source": "identity_folder", "val_fraction": 0.1},
+        "optim": {"optimizer": "adamw", "lr": 2.0e-3, "weight_decay": 5.0e-4, "scheduler": "cosine"},
+        "batch_size": 64, "eval_batch_size": 128, "max_steps": 300, "eval_every": 100, "save_every": 100,
+        "log_every": 25,
+    }
+
+    def magface_train_config(self, faces: Path, folder: Path):
+        """The loop config of stage 7: the aligned LFW faces ``faces`` (a labels.csv), output in ``folder``."""
+        from ..training import TrainConfig
+
+        steps = self.config.magface_steps
+        overrides = [f"output_dir={folder}", f"data.root={faces}", "data.aligned=true", f"max_steps={steps}",
+                     f"eval_every={steps}", f"save_every={max(1, steps // 3)}", "trackers=[]", "resume=latest",
+                     f"progress={str(self.config.progress).lower()}"]
+        if self.config.limit:  # a smoke run's few identities: hold out enough for a verification check
+            overrides += ["data.val_fraction=0.3", "batch_size=16"]
+        return TrainConfig.from_dict(self.MAGFACE_CONFIG, overrides)
+
     def stage_magface(self, lfw: FaceSet, celeba: FaceSet) -> np.ndarray:
         """MagFace magnitudes of the CelebA faces from a small iResNet trained here on LFW (a baseline).
 
-        It trains with ``train.py`` on the LFW faces already aligned by stage 2 (written once as PNG
-        files with a labels.csv), so no photo is detected twice.
+        It trains in this process with :func:`hf_fiqa.training.train` (an interrupted run resumes from its last
+        checkpoint) on the LFW faces already aligned by stage 2 (written once as PNG files with a labels.csv), so
+        no photo is detected twice.
         """
         path = self.out / "magface" / "celeba_norms.npy"
         if path.is_file():
@@ -286,17 +322,10 @@ class SDDFIQARecipe:
         _say(f"7/8 MagFace baseline: small iResNet on LFW ({self.config.magface_steps} steps), magnitudes on CelebA")
         folder = self.out / "magface"
         if not (folder / "model" / "model.safetensors").is_file():
+            from ..training import train
+
             faces = write_aligned_faces(lfw, "arcface112", folder / "lfw-aligned")
-            steps = self.config.magface_steps
-            command = [sys.executable, str(REPO_ROOT / "train.py"), "--config",
-                       str(REPO_ROOT / "hub_configs" / "magface-iresnet-lfw.yaml"), f"output_dir={folder}",
-                       f"data.root={faces}", "data.aligned=true", f"max_steps={steps}", f"eval_every={steps}",
-                       f"save_every={max(1, steps // 3)}", "trackers=[]"]
-            if self.config.limit:  # a smoke run's few identities: hold out enough for a verification check
-                command += ["data.val_fraction=0.3", "batch_size=16"]
-            if (folder / "checkpoints").is_dir():
-                command += ["--resume", "latest"]
-            subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            train(self.magface_train_config(faces, folder))
         from ..scorers import load_scorer
 
         scorer = load_scorer(str(folder / "model"), device="cpu", batch_size=256)
@@ -329,7 +358,7 @@ class SDDFIQARecipe:
                                fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
                                discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap,
                                seed=self.config.seed, progress=self.config.progress)
-        paths = report.write(self.out / "eval", title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (dlib ResNet)")
+        paths = write_fiqa_report(report, self.out / "eval", title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (dlib ResNet)")
         # The EDC table's own threshold (all impostor pairs), so both tables speak of the same operating point.
         threshold = next(t.value for t in report.thresholds.values() if t.source == "fmr")
         table = discard_table(qualities["maniqa_sdd_fiqa"], celeba.embeddings[ok], celeba.identities[ok], threshold,
@@ -419,16 +448,14 @@ def write_aligned_faces(faces: FaceSet, crops: str, folder: Path) -> Path:
         name = f"{i:06d}.png"
         Image.fromarray(np.asarray(array[i])).save(folder / name, compress_level=1)
         rows.append({"path": name, "identity": faces.identities[i]})
-    tmp = labels.with_name("labels.csv.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with AtomicTextFile(labels, keep_partial=False) as fh:  # written last: its presence means the folder is complete
         writer = csv.DictWriter(fh, fieldnames=["path", "identity"])
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(labels)
     return labels
 
 
-# -- reports ---------------------------------------------------------------------------------------------------------
+# -- pseudo-label statistics ---------------------------------------------------------------------------------------
 def label_summary(labels: dict[str, np.ndarray]) -> dict[str, Any]:
     """Mean, median and count of the labels per degradation type and severity (0 = the clean photos)."""
     out: dict[str, Any] = {}
@@ -443,47 +470,3 @@ def label_summary(labels: dict[str, np.ndarray]) -> dict[str, Any]:
                 per[str(s)] = {"mean": float(q[sel].mean()), "median": float(np.median(q[sel])), "n": int(sel.sum())}
         out[name] = per
     return out
-
-
-def plot_labels(labels: dict[str, np.ndarray], path: Path) -> None:
-    """Label distribution per degradation type and severity: labels must fall as severity rises."""
-    from matplotlib.figure import Figure
-
-    q = labels["quality"]
-    clean = q[(labels["kind"] < 0) & np.isfinite(q)]
-    columns = (len(DEGRADATIONS) + 1) // 2
-    fig = Figure(figsize=(4 * columns, 6.5), dpi=110, layout="constrained")
-    axes = fig.subplots(2, columns, sharey=True, squeeze=False)
-    for k, (ax, name) in enumerate(zip(axes.flat, DEGRADATIONS)):
-        groups = [clean] + [q[(labels["kind"] == k) & (labels["severity"] == s) & np.isfinite(q)] for s in SEVERITIES]
-        ax.boxplot(groups, showfliers=False)
-        ax.set_xticks(range(1, len(SEVERITIES) + 2), ["clean"] + [str(s) for s in SEVERITIES])
-        ax.set_title(name.replace("_", " "))
-        ax.set_xlabel("severity")
-        ax.grid(alpha=0.3, axis="y")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("SDD-FIQA pseudo-label")
-    fig.suptitle("Pseudo-labels of LFW faces by degradation (dlib ResNet)")
-    fig.savefig(path)
-
-
-def plot_quality_histogram(qualities: np.ndarray, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.5), dpi=110, layout="constrained")
-    ax = fig.add_subplot()
-    ax.hist(qualities[np.isfinite(qualities)], bins=40, range=(0, 100), color="tab:blue", alpha=0.8)
-    ax.set_xlabel("calibrated quality (0-100)")
-    ax.set_ylabel("faces")
-    ax.set_title("Hybrid quality of the CelebA faces")
-    fig.savefig(path)
-
-
-def thresholds_markdown(table: list[dict[str, float]], fmr: float, threshold: float) -> str:
-    lines = [f"Discarding faces below a calibrated quality Q (celeba-wild-ids, dlib ResNet, FMR {fmr:g}, "
-             f"cosine threshold {threshold:.4f}, all genuine pairs of the kept faces):", "",
-             "| Q at least | faces removed | genuine pairs kept | FNMR before | FNMR after |", "|---|---|---|---|---|"]
-    for row in table:
-        lines.append(f"| {row['quality_at_least']:g} | {row['faces_removed_percent']:.1f} % | {row['pairs_kept']} | "
-                     f"{row['fnmr_before']:.3f} | {row['fnmr_after']:.3f} |")
-    return "\n".join(lines) + "\n"

@@ -105,7 +105,9 @@ def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16, bac
             raise ValueError(f"cannot load an ONNX scorer from {name_or_path!r}: {exc}") from exc
     from transformers import AutoImageProcessor, AutoModel
 
-    from .. import models  # noqa: F401  (registers the families with the Auto classes)
+    from ..models import register_models
+
+    register_models()  # AutoModel/AutoImageProcessor know every family, with or without auto_map
 
     try:
         model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True)

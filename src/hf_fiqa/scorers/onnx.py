@@ -126,7 +126,9 @@ class OnnxQualityScorer:
             if (folder / "preprocessor_config.json").is_file():
                 from transformers import AutoImageProcessor
 
-                from .. import models  # noqa: F401
+                from ..models import register_models
+
+                register_models()  # AutoModel/AutoImageProcessor know every family, with or without auto_map
 
                 return AutoImageProcessor.from_pretrained(str(folder), trust_remote_code=True)
         if "hf_fiqa.preprocessor" not in meta:
@@ -152,7 +154,7 @@ class OnnxQualityScorer:
             for start in range(0, len(owners), step)
         ]).astype(np.float64)
         if self.calibration is not None:  # the model's own calibration, applied outside the graph
-            from ..hub.face_quality_pipeline import calibrated_quality
+            from ..quality_scale import calibrated_quality
 
             scores = calibrated_quality(scores, self.calibration)
         sums = np.bincount(owners, weights=scores, minlength=int(owners.max()) + 1)

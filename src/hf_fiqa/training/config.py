@@ -77,6 +77,7 @@ class OptimConfig:
     momentum: float = 0.9
     scheduler: str = "cosine"  # cosine (per step, T_max = t_max or all steps) | step | constant
     t_max: int | None = None
+    warmup_steps: int = 0  # linear warmup over the first optimizer steps (cosine then decays to 0 at T_max)
     step_size: int = 1000  # step scheduler: decay every step_size optimizer steps
     gamma: float = 0.1
     grad_clip: float | None = None
@@ -107,12 +108,24 @@ class TrainConfig:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    progress: bool = True  # the progress bar (main process only)
 
     # -- loading ----------------------------------------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | Path | None, overrides: list[str] | None = None) -> "TrainConfig":
         """Load, apply overrides and check everything, including that the data exists."""
         config = cls.parse(path, overrides)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], overrides: list[str] | None = None) -> "TrainConfig":
+        """A config from a mapping shaped like the YAML files (e.g. one a recipe holds), with overrides; checked
+        like :meth:`from_file`."""
+        import copy
+
+        tree = copy.deepcopy(raw)
+        config = _build(cls, _apply_overrides(tree, overrides), "")
         config.validate()
         return config
 
@@ -130,18 +143,13 @@ class TrainConfig:
                 raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
             if not isinstance(raw, dict):
                 raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
-            _set_dotted(raw, key.strip(), yaml.safe_load(value))
-        return _build(cls, raw, "")
+        return _build(cls, _apply_overrides(raw, overrides), "")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        from ._fs import atomic_write_text
+        from ..atomic import atomic_write_text
 
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
@@ -192,6 +200,7 @@ class TrainConfig:
             if value is not None and value <= 0:
                 fail(key, f"must be positive, got {value}")
         for key, value in (("seed", self.seed), ("data.num_workers", self.data.num_workers),
+                           ("optim.warmup_steps", self.optim.warmup_steps),
                            ("optim.weight_decay", self.optim.weight_decay), ("optim.momentum", self.optim.momentum)):
             if value < 0:
                 fail(key, f"must not be negative, got {value}")
@@ -225,6 +234,15 @@ class TrainConfig:
             fail("hub_model_id", "is required with push_to_hub")
         if self.resume not in (None, "latest") and not Path(self.resume).is_dir():
             fail("resume", f"must be 'latest' or a checkpoint folder; {self.resume} does not exist")
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    return raw
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -25,19 +25,29 @@ logger = logging.getLogger(__name__)
 
 
 class Task:
-    """Base class; subclasses fill in the model, the data and the metrics."""
+    """Base class; subclasses fill in the model, the data and the metrics.
+
+    The loop calls, in order: ``build_model``, ``build_data`` (a ``None`` validation set: no evaluation, no
+    export), ``wrap``, then per epoch ``train_sampler`` and per batch ``loss`` (under the accelerator's autocast),
+    and ``evaluate`` / ``export`` every ``eval_every`` steps. After the run, ``trained_model`` is the trained
+    module, unwrapped from DDP and from accelerate's mixed-precision forward."""
 
     primary_metric = "loss"
     higher_is_better = False
+    trained_model: nn.Module | None = None
 
     def __init__(self, config: TrainConfig):
         self.config = config
 
     def build_model(self) -> nn.Module: ...
 
-    def build_data(self) -> tuple[TaskData, torch.utils.data.Dataset, torch.utils.data.Dataset]: ...
+    def build_data(self) -> tuple[TaskData | None, torch.utils.data.Dataset, torch.utils.data.Dataset | None]: ...
 
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor: ...
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module the loop trains and checkpoints (e.g. a backbone with the head build_data sized)."""
+        return model
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor: ...
 
     def evaluate(self, model: nn.Module, loader, accelerator) -> dict[str, float]: ...
 
@@ -45,6 +55,15 @@ class Task:
 
     def sample_weights(self) -> np.ndarray | None:
         return None
+
+    def train_sampler(self, dataset: torch.utils.data.Dataset, epoch: int,
+                      generator: torch.Generator) -> torch.utils.data.Sampler:
+        """The order of one epoch's examples; it must depend only on (seed, epoch), which exact resuming relies
+        on. Default: uniform (or ``sample_weights``) draws from ``generator``, seeded from (seed, epoch)."""
+        weights = self.sample_weights()
+        if weights is not None:
+            return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights), len(dataset), generator=generator)
+        return torch.utils.data.RandomSampler(dataset, generator=generator)
 
 
 # -- MANIQA regression (iqa, fiqa) --------------------------------------------------------------------------------
@@ -152,8 +171,13 @@ class QualityRegressionTask(Task):
         return {f"pauc_{label}": float(by_method["model"].pauc) for label, by_method in report.curves.items()}
 
     def export(self, model, folder: Path) -> None:
+        """``save_pretrained`` of model and processor, then the Hub packaging of a quality model (the pipelines
+        declared in its config, their code beside the weights); the loop writes the card with the run's results."""
+        from ..hub import package_quality_model
+
         model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
+        package_quality_model(folder, write_card=False)
 
 
 def _load_pretrained_vit(model: nn.Module) -> None:
@@ -228,8 +252,8 @@ class RecognitionTask(Task):
         return self.data, train, val
 
     def image_processor(self):
-        """The processor of ``model.init_from`` when it has one; otherwise one for the model's input size (with the
-        normalisation an older config carries, or the ArcFace convention: RGB, mean = std = 0.5)."""
+        """The processor of ``model.init_from`` when it has one; otherwise one for the model's input size with the
+        ArcFace convention (RGB, mean = std = 0.5)."""
         from ..models.iresnet import IResNetImageProcessor
 
         if self.config.model.init_from:

@@ -80,6 +80,8 @@ class DlibResNetConfig(PretrainedConfig):
             reproduces dlib's chip; carried with the weights so any aligner can cut the right chip.
         chip_padding: the ``padding`` dlib cuts its chip with (0.25); informational.
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoConfig"
 
     model_type = "dlib_resnet"
 

@@ -79,6 +79,8 @@ class DlibResNetImageProcessor(BaseImageProcessor):
         pixel_divisor: 256, dlib's constant (not 255: dlib divides by 256.0).
         resample: PIL filter for chips that are not ``size`` x ``size`` (bilinear).
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoImageProcessor"
 
     model_input_names = ["pixel_values"]
 

@@ -149,6 +149,8 @@ class DlibResNetModel(DlibResNetPreTrainedModel):
     Modules: ``stem``, ``stages[i].blocks[j].conv1/conv2``, ``fc``. For CPU inference,
     :meth:`embed` batches, switches to channels-last and optionally runs in bfloat16.
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoModel"
 
     def __init__(self, config: DlibResNetConfig):
         super().__init__(config)

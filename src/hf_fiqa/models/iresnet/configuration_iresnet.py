@@ -50,10 +50,10 @@ class IResNetConfig(PretrainedConfig):
             It is part of the function the weights were trained for, so converters set it.
 
     How uint8 pixels become ``pixel_values`` (mean, std, channel order) is the image processor's
-    business (:class:`IResNetImageProcessor`, saved next to the weights). Configs saved before it
-    existed carry ``image_mean``/``image_std``/``channel_order`` keys; they still load (as plain
-    attributes) and ``IResNetImageProcessor.from_model_config`` reads them.
+    business (:class:`IResNetImageProcessor`, saved next to the weights).
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoConfig"
 
     model_type = "iresnet"
 

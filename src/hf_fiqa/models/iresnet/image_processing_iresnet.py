@@ -45,6 +45,8 @@ class IResNetImageProcessor(BaseImageProcessor):
         channel_order: ``"RGB"`` or ``"BGR"``: the order of the channels in ``pixel_values`` (inputs
             are always RGB).
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoImageProcessor"
 
     model_input_names = ["pixel_values"]
 
@@ -68,15 +70,9 @@ class IResNetImageProcessor(BaseImageProcessor):
 
     @classmethod
     def from_model_config(cls, config: Any, **overrides: Any) -> "IResNetImageProcessor":
-        """The processor for a model config: its ``image_size``, and the normalisation that configs
-        saved before the processor existed carried themselves (``image_mean``/``image_std``/
-        ``channel_order``); the ArcFace convention when they do not."""
-        values: dict[str, Any] = {"image_size": int(config.image_size)}
-        for key in ("image_mean", "image_std", "channel_order"):
-            if getattr(config, key, None) is not None:
-                values[key] = getattr(config, key)
-        values.update(overrides)
-        return cls(**values)
+        """The processor for a model config trained here: its ``image_size`` with the ArcFace convention
+        (RGB, mean = std = 0.5) unless ``overrides`` say otherwise."""
+        return cls(**{"image_size": int(config.image_size), **overrides})
 
     def resize_crop(self, crop: ImageLike, index: int = 0) -> np.ndarray:
         """One crop as a uint8 ``(S, S, 3)`` RGB array, resized when it has another size."""

@@ -123,6 +123,8 @@ class IResNetModel(IResNetPreTrainedModel):
     stem: conv3x3(3 -> stem_width) + BN + PReLU at full resolution; 4 stages of IBasicBlocks,
     each starting with stride 2; head: BN2d -> dropout -> Linear(widths[3] * 7 * 7 -> 512) -> BN1d.
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoModel"
 
     def __init__(self, config: IResNetConfig):
         super().__init__(config)

@@ -16,7 +16,8 @@ from typing import Any, Optional, Sequence
 from transformers import PretrainedConfig
 
 
-def check_label_range(value: Any, owner: str = "MANIQAConfig") -> Optional[list[float]]:
+# Copied from hf_fiqa.quality_scale.check_label_range
+def check_label_range(value: Any, owner: str) -> Optional[list[float]]:
     """``None`` or ``[low, high]`` floats with ``low < high``; anything else raises ``ValueError``."""
     if value is None:
         return None
@@ -29,26 +30,29 @@ def check_label_range(value: Any, owner: str = "MANIQAConfig") -> Optional[list[
     return [low, high]
 
 
-def check_quality_calibration(value: Any) -> Optional[dict]:
+# Copied from hf_fiqa.quality_scale.check_quality_calibration
+def check_quality_calibration(value: Any, owner: str) -> Optional[dict]:
     """``None`` or ``{"intercept": a, "slope": b, ...}`` with finite a and nonzero finite b."""
     if value is None:
         return None
     if not isinstance(value, dict) or "intercept" not in value or "slope" not in value:
-        raise ValueError(f"MANIQAConfig.quality_calibration: must be None or a dict with 'intercept' and 'slope', "
+        raise ValueError(f"{owner}.quality_calibration: must be None or a dict with 'intercept' and 'slope', "
                          f"got {value!r}")
     try:
         intercept, slope = float(value["intercept"]), float(value["slope"])
     except (TypeError, ValueError):
-        raise ValueError("MANIQAConfig.quality_calibration: 'intercept' and 'slope' must be numbers") from None
+        raise ValueError(f"{owner}.quality_calibration: 'intercept' and 'slope' must be numbers") from None
     if not (math.isfinite(intercept) and math.isfinite(slope) and slope != 0):
-        raise ValueError(f"MANIQAConfig.quality_calibration: needs a finite intercept and a finite nonzero slope, "
+        raise ValueError(f"{owner}.quality_calibration: needs a finite intercept and a finite nonzero slope, "
                          f"got {intercept}, {slope}")
     return {**value, "intercept": intercept, "slope": slope}
 
 
+# Copied from hf_fiqa.quality_scale.DEFAULT_QUALITY_BANDS
 DEFAULT_QUALITY_BANDS = {"labels": ["poor", "acceptable", "good"], "thresholds": [40.0, 70.0], "temperature": 4.0}
 
 
+# Copied from hf_fiqa.quality_scale.check_quality_bands
 def check_quality_bands(value: Any, owner: str) -> dict:
     """``quality_bands``: labels worst to best, one increasing 0-100 threshold between neighbours, a temperature
     (quality points, > 0) and optionally ``score_range`` ([low, high] of the raw score when there is neither a
@@ -111,17 +115,19 @@ class MANIQAConfig(PretrainedConfig):
             ``quality``, else on ``score`` min-max scaled over ``label_range``); ``id2label`` / ``label2id`` follow
             the labels. Default: poor < 40 <= acceptable < 70 <= good, temperature 4.
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoConfig"
 
     model_type = "maniqa"
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Training sets label_range after the model is built; validate it however it is set.
         if name == "label_range":
-            value = check_label_range(value)
+            value = check_label_range(value, "MANIQAConfig")
         elif name == "quality_bands":
             value = check_quality_bands(value, "MANIQAConfig")
         elif name == "quality_calibration":
-            value = check_quality_calibration(value)
+            value = check_quality_calibration(value, "MANIQAConfig")
         super().__setattr__(name, value)
 
     def __init__(

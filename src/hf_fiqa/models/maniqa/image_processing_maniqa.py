@@ -26,14 +26,33 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 try:  # inside the hf_fiqa package
     from hf_fiqa.io import ImageReadError, load_image
-except ImportError:  # as Hub remote code, save_pretrained ships the same module next to this file
-    from .fiqa_io import ImageReadError, load_image
+except ImportError:  # as Hub remote code without hf-fiqa: transformers' own image loader
+    from io import BytesIO
+
+    from transformers.image_utils import load_image as _transformers_load_image
+
+    ImageReadError = ValueError
+
+    def load_image(source: Any) -> Image.Image:
+        """transformers' ``load_image`` (path, URL, base64 or PIL image; EXIF rotation applied, RGB), plus the
+        encoded bytes and uint8 RGB arrays that the face pipelines hand over; failures raise ``ValueError``."""
+        try:
+            if isinstance(source, np.ndarray):
+                return _transformers_load_image(Image.fromarray(np.ascontiguousarray(source)))
+            if isinstance(source, (bytes, bytearray)):
+                return _transformers_load_image(Image.open(BytesIO(source)))
+            return _transformers_load_image(os.fspath(source) if isinstance(source, os.PathLike) else source)
+        except (OSError, TypeError, ValueError) as exc:
+            name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+            raise ImageReadError(f"cannot read image {name}: {type(exc).__name__}: {exc}") from None
 
 POLICIES = ("resize", "center_crop", "five_crop", "grid")
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 
 class MANIQAImageProcessor(BaseImageProcessor):
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoImageProcessor"
     model_input_names = ["pixel_values"]
 
     def __init__(

@@ -323,21 +323,6 @@ class MANIQAPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """``PreTrainedModel.save_pretrained``, plus (with hf-fiqa installed) the Hub packaging of
-        ``hf_fiqa.hub.packaging``: ``config.custom_pipelines`` with the pipeline code beside the weights, and
-        a model card when the folder has none."""
-        try:
-            from hf_fiqa.hub import packaging
-        except ImportError:  # loaded as remote code without hf-fiqa: a plain save
-            packaging = None
-        if packaging is not None:
-            packaging.declare_pipelines(self.config)
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if packaging is not None and kwargs.get("is_main_process", True):
-            packaging.package_quality_model(save_directory)
-        return result
-
     def _init_weights(self, module: nn.Module) -> None:
         # timm initialises the backbone itself; these follow the official (PyTorch default + Swin) init.
         if isinstance(module, WindowAttention):
@@ -346,6 +331,8 @@ class MANIQAPreTrainedModel(PreTrainedModel):
 
 class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
     """MANIQA quality regressor. ``forward(pixel_values)`` -> ``score`` (B,) plus per-patch scores and weights."""
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoModel"
 
     def __init__(self, config: MANIQAConfig):
         super().__init__(config)
@@ -381,6 +368,31 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
         grid = self.config.grid_size
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], grid, grid)
 
+    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """timm-style features: the last stage's tokens (B, N, C), one per patch of the ``grid_size`` grid
+        (row-major), before the score and weight heads."""
+        expected = self.config.image_size
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or tuple(pixel_values.shape[-2:]) != (expected, expected):
+            raise ValueError(
+                f"MANIQA expects pixel_values of shape (B, 3, {expected}, {expected}), got {tuple(pixel_values.shape)}; "
+                "use MANIQAImageProcessor to crop or resize images"
+            )
+        x = self.stage2(self.stage1(self.backbone_features(pixel_values)))  # (B, C, H, W)
+        return x.flatten(2).transpose(1, 2)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False, return_patches: bool = False):
+        """timm-style head on :meth:`forward_features`' tokens: the patch-weighted score (B, num_outputs) on the
+        head's [0, 1] scale (``forward`` maps it to ``config.label_range`` units and computes the loss on it).
+
+        ``pre_logits=True``: the tokens' mean (B, C) instead (pooled features for probes). ``return_patches=True``:
+        ``(score, patch_scores, patch_weights)``, the per-patch maps being (B, N, num_outputs)."""
+        if pre_logits:
+            return features.transpose(1, 2).mean(-1)
+        patch_scores = self.score_head(features)  # (B, N, K)
+        patch_weights = self.weight_head(features)
+        score = (patch_scores * patch_weights).sum(1) / patch_weights.sum(1)  # (B, K)
+        return (score, patch_scores, patch_weights) if return_patches else score
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -388,17 +400,8 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
         return_dict: Optional[bool] = None,
         **kwargs,
     ) -> MANIQAOutput | tuple:
-        expected = self.config.image_size
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or tuple(pixel_values.shape[-2:]) != (expected, expected):
-            raise ValueError(
-                f"MANIQA expects pixel_values of shape (B, 3, {expected}, {expected}), got {tuple(pixel_values.shape)}; "
-                "use MANIQAImageProcessor to crop or resize images"
-            )
-        x = self.stage2(self.stage1(self.backbone_features(pixel_values)))
-        tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
-        patch_scores = self.score_head(tokens)  # (B, N, K)
-        patch_weights = self.weight_head(tokens)
-        score = (patch_scores * patch_weights).sum(1) / patch_weights.sum(1)  # (B, K)
+        tokens = self.forward_features(pixel_values)  # (B, N, C)
+        score, patch_scores, patch_weights = self.forward_head(tokens, return_patches=True)
 
         loss = None
         if labels is not None:
@@ -411,7 +414,7 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
             score = score.squeeze(-1)
             patch_scores = patch_scores.squeeze(-1)
             patch_weights = patch_weights.squeeze(-1)
-        shape = (x.shape[0], grid, grid) + patch_scores.shape[2:]
+        shape = (tokens.shape[0], grid, grid) + patch_scores.shape[2:]
         quality = None
         if self.config.num_outputs == 1 and not _exporting():  # ONNX exports give score; their scorer calibrates
             quality = calibrated_quality(score, getattr(self.config, "quality_calibration", None))

@@ -36,9 +36,10 @@ class MobileFaceNetConfig(PretrainedConfig):
         bn_eps: BatchNorm epsilon.
 
     Pixel normalisation lives in the image processor (the iResNet one,
-    ``IResNetImageProcessor``, saved next to the weights); legacy ``image_mean``/``image_std``/
-    ``channel_order`` keys of older configs still load as plain attributes.
+    ``IResNetImageProcessor``, saved next to the weights).
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoConfig"
 
     model_type = "mobilefacenet"
 

@@ -82,13 +82,19 @@ class MobileFaceNetPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     _no_split_modules = ["Bottleneck"]
 
+    # Copied from hf_fiqa.models.iresnet.modeling_iresnet.IResNetPreTrainedModel._init_weights
     def _init_weights(self, module: nn.Module) -> None:
-        """From-scratch initialisation; ``torch.nn.init`` so transformers 5 skips loaded tensors."""
+        """Initialise a fresh (untrained) network the way recognition backbones are trained from scratch.
+
+        Uses ``torch.nn.init`` so that transformers 5's init guards skip tensors loaded from a
+        checkpoint.
+        """
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
+            # torch's own default for Linear (kaiming-uniform with a = sqrt(5)); insightface keeps it.
             nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 bound = 1.0 / math.sqrt(module.in_features)
@@ -106,6 +112,8 @@ class MobileFaceNetPreTrainedModel(PreTrainedModel):
 
 class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
     """MobileFaceNet mapping an aligned face to a raw (unnormalised) embedding."""
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoModel"
 
     def __init__(self, config: MobileFaceNetConfig):
         super().__init__(config)

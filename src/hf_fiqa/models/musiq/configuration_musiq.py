@@ -21,7 +21,8 @@ HEADS = ("score", "distribution")
 SCORE_LOSSES = ("mse", "l1", "smooth_l1")
 
 
-def check_label_range(value: Any, owner: str = "MUSIQConfig") -> Optional[list[float]]:
+# Copied from hf_fiqa.quality_scale.check_label_range
+def check_label_range(value: Any, owner: str) -> Optional[list[float]]:
     """``None`` or ``[low, high]`` floats with ``low < high``; anything else raises ``ValueError``."""
     if value is None:
         return None
@@ -34,9 +35,11 @@ def check_label_range(value: Any, owner: str = "MUSIQConfig") -> Optional[list[f
     return [low, high]
 
 
+# Copied from hf_fiqa.quality_scale.DEFAULT_QUALITY_BANDS
 DEFAULT_QUALITY_BANDS = {"labels": ["poor", "acceptable", "good"], "thresholds": [40.0, 70.0], "temperature": 4.0}
 
 
+# Copied from hf_fiqa.quality_scale.check_quality_bands
 def check_quality_bands(value: Any, owner: str) -> dict:
     """``quality_bands``: labels worst to best, one increasing 0-100 threshold between neighbours, a temperature
     (quality points, > 0) and optionally ``score_range`` ([low, high] of the raw score when there is neither a
@@ -99,13 +102,15 @@ class MUSIQConfig(PretrainedConfig):
             ``quality``, else on ``score`` min-max scaled over ``label_range``); ``id2label`` / ``label2id`` follow
             the labels. Default: poor < 40 <= acceptable < 70 <= good, temperature 4.
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoConfig"
 
     model_type = "musiq"
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Training sets label_range after the model is built; validate it however it is set.
         if name == "label_range":
-            value = check_label_range(value)
+            value = check_label_range(value, "MUSIQConfig")
         elif name == "quality_bands":
             value = check_quality_bands(value, "MUSIQConfig")
         super().__setattr__(name, value)

@@ -41,8 +41,26 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 try:  # inside the hf_fiqa package
     from hf_fiqa.io import ImageReadError, load_image
-except ImportError:  # as Hub remote code, save_pretrained ships the same module next to this file
-    from .fiqa_io import ImageReadError, load_image
+except ImportError:  # as Hub remote code without hf-fiqa: transformers' own image loader
+    from io import BytesIO
+
+    from transformers.image_utils import load_image as _transformers_load_image
+
+    ImageReadError = ValueError
+
+    # Copied from hf_fiqa.models.maniqa.image_processing_maniqa.load_image
+    def load_image(source: Any) -> Image.Image:
+        """transformers' ``load_image`` (path, URL, base64 or PIL image; EXIF rotation applied, RGB), plus the
+        encoded bytes and uint8 RGB arrays that the face pipelines hand over; failures raise ``ValueError``."""
+        try:
+            if isinstance(source, np.ndarray):
+                return _transformers_load_image(Image.fromarray(np.ascontiguousarray(source)))
+            if isinstance(source, (bytes, bytearray)):
+                return _transformers_load_image(Image.open(BytesIO(source)))
+            return _transformers_load_image(os.fspath(source) if isinstance(source, os.PathLike) else source)
+        except (OSError, TypeError, ValueError) as exc:
+            name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+            raise ImageReadError(f"cannot read image {name}: {type(exc).__name__}: {exc}") from None
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -133,6 +151,8 @@ class MUSIQImageProcessor(BaseImageProcessor):
         crop_size (`int`): side of the aligned face crops the face pipeline should produce for this model;
             MUSIQ itself takes any size.
     """
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoImageProcessor"
 
     model_input_names = ["pixel_values", "spatial_positions", "scale_ids", "attention_mask"]
 
@@ -260,10 +280,10 @@ class MUSIQImageProcessor(BaseImageProcessor):
                 "attention_mask": mask, "crop_to_image": np.arange(batch, dtype=np.int64)}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    # Copied from hf_fiqa.models.maniqa.image_processing_maniqa.MANIQAImageProcessor.aggregate_scores
     @staticmethod
     def aggregate_scores(crop_scores: torch.Tensor, crop_to_image: torch.Tensor) -> torch.Tensor:
-        """Mean view score per image, in image order: (num_views, ...) -> (num_images, ...). MUSIQ makes one
-        view per image, so this is the identity on processor output; it is kept general for the scorers."""
+        """Mean crop score per image, in image order: (num_crops, ...) -> (num_images, ...)."""
         crop_to_image = torch.as_tensor(crop_to_image, device=crop_scores.device)
         num_images = int(crop_to_image.max()) + 1
         shape = (num_images,) + tuple(crop_scores.shape[1:])

@@ -55,6 +55,7 @@ class MUSIQOutput(ModelOutput):
     distribution: Optional[torch.Tensor] = None
 
 
+# Copied from hf_fiqa.models.maniqa.modeling_maniqa.to_label_units
 def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) -> torch.Tensor:
     """The head's [0, 1]-scaled output in the units of the training labels: ``low + (high - low) * score``."""
     if label_range is None:
@@ -63,6 +64,7 @@ def to_label_units(score: torch.Tensor, label_range: Optional[Sequence[float]]) 
     return score * (high - low) + low
 
 
+# Copied from hf_fiqa.models.maniqa.modeling_maniqa._exporting
 def _exporting() -> bool:
     """True while torch.export / torch.onnx (dynamo) or the TorchScript tracer records the graph."""
     compiler = getattr(torch, "compiler", None)
@@ -288,21 +290,6 @@ class MUSIQPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """``PreTrainedModel.save_pretrained``, plus (with hf-fiqa installed) the Hub packaging of
-        ``hf_fiqa.hub.packaging``: ``config.custom_pipelines`` with the pipeline code beside the weights, and
-        a model card when the folder has none."""
-        try:
-            from hf_fiqa.hub import packaging
-        except ImportError:  # loaded as remote code without hf-fiqa: a plain save
-            packaging = None
-        if packaging is not None:
-            packaging.declare_pipelines(self.config)
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if packaging is not None and kwargs.get("is_main_process", True):
-            packaging.package_quality_model(save_directory)
-        return result
-
     def _init_weights(self, module: nn.Module) -> None:
         # The official initialisers: xavier-uniform Dense kernels in the Transformer, N(0, 0.02) embedding tables,
         # zero [CLS], zero head, zero scale on the last GroupNorm of each bottleneck. transformers only calls this
@@ -327,6 +314,8 @@ class MUSIQPreTrainedModel(PreTrainedModel):
 
 class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
     """MUSIQ quality model. ``forward(pixel_values, spatial_positions, scale_ids, attention_mask)`` -> ``score`` (B,)."""
+    # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
+    _auto_class = "AutoModel"
 
     def __init__(self, config: MUSIQConfig):
         super().__init__(config)
@@ -382,6 +371,24 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
                                  f"[{int(tensor.min())}, {int(tensor.max())}]; does the image processor match "
                                  "the model (spatial_grid_size, number of scales)?")
 
+    def forward_features(self, pixel_values: torch.Tensor, spatial_positions: Optional[torch.Tensor] = None,
+                         scale_ids: Optional[torch.Tensor] = None,
+                         attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """timm-style features: the encoder's normalised output (B, 1 + L, D), the [CLS] token first, then one
+        token per patch (padded patches included; the inputs are those of :meth:`forward`)."""
+        self._check_inputs(pixel_values, spatial_positions, scale_ids, attention_mask)
+        mask = attention_mask.bool() if attention_mask is not None else None
+        tokens = self.embed_patches(pixel_values, mask)
+        return self.encoder(tokens, spatial_positions.long(), scale_ids.long(), mask)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm-style head on :meth:`forward_features`' output: the head's logits (B, num_outputs) from the [CLS]
+        token, i.e. the score itself for the score head (before ``config.label_range``), the bin logits for the
+        distribution head (``forward`` turns them into the distribution and its mean). ``pre_logits=True``: the
+        [CLS] features (B, D)."""
+        cls = features[:, 0]
+        return cls if pre_logits else self.head(cls)
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -401,11 +408,7 @@ class MUSIQForImageQualityAssessment(MUSIQPreTrainedModel):
             attention_mask: (B, L), 1 for real patches and 0 for padding (all real when omitted).
             labels: (B,) target scores for the score head, (B, num_bins) histograms for the distribution head.
         """
-        self._check_inputs(pixel_values, spatial_positions, scale_ids, attention_mask)
-        mask = attention_mask.bool() if attention_mask is not None else None
-        tokens = self.embed_patches(pixel_values, mask)
-        hidden = self.encoder(tokens, spatial_positions.long(), scale_ids.long(), mask)
-        logits = self.head(hidden[:, 0])
+        logits = self.forward_head(self.forward_features(pixel_values, spatial_positions, scale_ids, attention_mask))
 
         distribution = None
         if self.config.head == "distribution":

@@ -184,29 +184,30 @@ def test_explicit_damaged_checkpoint_is_refused(checkpointed_run, shared, tmp_pa
 def test_kill_during_a_save_leaves_the_previous_checkpoint_complete(shared, tmp_path, monkeypatch):
     """A save interrupted after accelerate wrote part of its files leaves no step_N folder, only a hidden partial
     one; the resumed run starts from the previous checkpoint and clears the leftovers."""
+    import hf_fiqa.training.checkpoints as checkpoints
     import hf_fiqa.training.loop as loop
 
     out = tmp_path / "run"
-    real = loop.replace_dir
+    real = checkpoints.replace_dir
 
     def killed_at_step_4(tmp, final):
         if Path(final).name == "step_4":
             raise KeyboardInterrupt  # as a kill between the state files and the rename
         return real(tmp, final)
 
-    monkeypatch.setattr(loop, "replace_dir", killed_at_step_4)
+    monkeypatch.setattr(checkpoints, "replace_dir", killed_at_step_4)
     args = _iqa_args(shared, out, "max_steps=6", "save_every=2", "eval_every=6")
     with pytest.raises(KeyboardInterrupt):
         train_main(args)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [".step_4.partial", "step_2"]
     assert loop.latest_checkpoint(out) == out / "checkpoints" / "step_2"
-    monkeypatch.setattr(loop, "replace_dir", real)
+    monkeypatch.setattr(checkpoints, "replace_dir", real)
     assert train_main(args + ["--resume", "latest"]) == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_4", "step_6"]
 
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
-    from hf_fiqa.training import _fs
+    from hf_fiqa import atomic as _fs
 
     target = tmp_path / "trainer_state.json"
     _fs.atomic_write_text(target, "old")

@@ -1,7 +1,7 @@
 """``hf-fiqa score`` (photos) and ``hf-fiqa video``: rows per face, written as they are produced.
 
 Every argument and output location is checked before a model is loaded or a frame decoded (see
-:mod:`hf_fiqa.outputs`); outputs are written under a temporary name and moved into place when complete.
+:mod:`hf_fiqa.commands.options`); outputs are written under a temporary name and moved into place when complete.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..outputs import (
-    ROW_SUFFIXES,
+from ..atomic import ROW_SUFFIXES, RowWriter
+from .options import (
     OutputError,
-    RowWriter,
     UsageError,
     add_device_args,
     add_progress_args,
@@ -79,7 +78,7 @@ def apply_dtype(scorer: Any, dtype: Any) -> None:
 def _analyzer(args: argparse.Namespace):
     """Load the scorer and detector; problems become :class:`UsageError` (a message, not a traceback)."""
     from ..scorers import load_scorer
-    from .face_quality import FaceQualityAnalyzer
+    from ..pipelines.face_quality import FaceQualityAnalyzer
 
     device = resolve_device(args.device)
     dtype = torch_dtype(getattr(args, "dtype", None))
@@ -111,7 +110,7 @@ def write_histogram(values: list[float], path: str | os.PathLike, title: str) ->
     """A PNG (or PDF/SVG) histogram of the qualities, written atomically."""
     from matplotlib.figure import Figure
 
-    from ..outputs import save_figure
+    from ..atomic import save_figure
 
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot()
@@ -189,7 +188,7 @@ def run_video(args: argparse.Namespace) -> int:
         analyzer = _analyzer(args)
     except (UsageError, OutputError) as exc:
         return fail("video", exc)
-    from .video import plot_quality_series, score_video
+    from ..pipelines.video import plot_quality_series, score_video
 
     result = score_video(args.file, analyzer, every_n=args.every_n, target_fps=args.fps, max_frames=args.max_frames,
                          progress=not args.no_progress, batch_frames=args.batch_size)
@@ -233,7 +232,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("paths", nargs="+")
     _common(score)
     score.add_argument("--histogram", default=None, help="PNG histogram of the face qualities")
-    score.set_defaults(func=run_score)
+    score.set_defaults(func=run_score, loads_models=True)
 
     video = subparsers.add_parser("video", help="score the main face across a video's frames")
     video.add_argument("file")
@@ -243,4 +242,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     video.add_argument("--max-frames", type=positive_int, default=None)
     video.add_argument("--best", type=positive_int, default=5, help="how many best frames to report")
     video.add_argument("--plot", default=None, help="PNG of the quality series")
-    video.set_defaults(func=run_video)
+    video.set_defaults(func=run_video, loads_models=True)

@@ -1,35 +1,27 @@
-"""Where commands write, checked before any work, and written so that a file is complete or absent.
+"""The command-line options the ``hf-fiqa`` commands share, and their checks before any work.
 
-Every ``hf-fiqa`` command goes through this module (no per-command copies):
+* output locations: :func:`check_output_file` / :func:`check_output_dir` (the output's folder exists or is
+  created, the output is not one of the inputs, its extension is one the command writes, an existing output is
+  refused unless ``--overwrite``), :func:`check_output_folder_free` (a folder that already holds a result) and
+  :func:`check_new_output_folder` (a folder the command writes as a whole, see
+  :class:`hf_fiqa.atomic.StagedFolder`);
+* argparse types for numbers (:func:`whole_number`, :func:`positive_int`, :func:`positive_float`);
+* ``--device`` / ``--dtype`` / ``--no-progress`` declared the same way everywhere, and resolved
+  (:func:`resolve_device`, :func:`torch_dtype`);
+* inputs given as URLs (:func:`is_url`, :func:`reject_urls`) and the one error line a command prints
+  (:func:`fail`).
 
-* :func:`check_output_file` / :func:`check_output_dir`: before the first image is read, the output's folder
-  exists or is created, the output is not one of the inputs, its extension is one the command writes, and an
-  existing output is refused unless ``--overwrite`` is given;
-* :func:`atomic_write` and :class:`AtomicTextFile`: the bytes go to a temporary file in the output's own folder
-  and are moved onto the final name with :func:`os.replace` once complete;
-* :class:`RowWriter`: the CSV / JSONL rows of ``score`` and ``video`` (to a file, atomically, or to stdout);
-* the shared argument checks (positive numbers, ``--device``, ``--dtype``, URLs given as inputs).
-
-File names that are not valid UTF-8 (Linux allows any bytes) are carried as Python does, decoded with
-``surrogateescape`` (``os.fsdecode``). Text files are written UTF-8 with ``errors="surrogateescape"``, so such a
-name appears in a CSV with its original bytes; JSONL holds it as JSON ``\\udcXX`` escapes, which ``json.loads``
-turns back into the same ``str`` (``os.fsencode`` gives the original bytes).
+Problems raise :class:`OutputError` or :class:`UsageError` naming the option; the commands print them with
+:func:`fail` (exit code 2, no traceback). How outputs are then written is :mod:`hf_fiqa.atomic`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Sequence
-
-#: How text outputs are encoded: UTF-8, undecodable file-name bytes written back as they were.
-TEXT_ENCODING = "utf-8"
-TEXT_ERRORS = "surrogateescape"
+from typing import Any, Callable, Iterable, Sequence
 
 
 class OutputError(ValueError):
@@ -40,7 +32,7 @@ class UsageError(ValueError):
     """A command-line argument is invalid; the message names it."""
 
 
-# -- checks done before any work -----------------------------------------------------------------------------------
+# -- output locations, checked before any work ---------------------------------------------------------------------
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -108,119 +100,53 @@ def check_output_dir(path: str | os.PathLike | None, *, inputs: Iterable[Any] = 
     return out
 
 
-# -- atomic writing ------------------------------------------------------------------------------------------------
-def _temp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
-    return Path(name)
+def check_output_folder_free(path: str | os.PathLike, names: Iterable[str], overwrite: bool,
+                             what: str = "--output-dir") -> None:
+    """Refuse a folder that already holds any of ``names`` (a previous result) unless ``overwrite``."""
+    out = Path(path)
+    if overwrite or not out.is_dir():
+        return
+    present = [n for n in names if (out / n).exists()]
+    if present:
+        raise OutputError(f"{what} {out} already holds {', '.join(present[:5])}; pass --overwrite to replace them")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary file in ``path``'s folder, then rename it onto ``path``.
-
-    Readers never see half a file; when ``write`` raises, the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    tmp = _temp_path(path)
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (both resolved, so links and ``..`` count)."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
-class AtomicTextFile:
-    """A text file written under a temporary name and moved onto ``path`` by :meth:`commit`.
+def check_new_output_folder(path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[Any] = (),
+                            what: str = "--output") -> Path:
+    """Validate a folder a command writes as a whole (:class:`hf_fiqa.atomic.StagedFolder`) before any work.
 
-    :meth:`abort` (or leaving a ``with`` block by an exception) keeps what was written as ``path.partial``
-    when ``keep_partial`` is set, else removes it; ``path`` itself is never half-written.
+    The folder must not exist, or be empty, unless ``overwrite`` (then it is replaced, with everything in it).
+    Whatever ``overwrite`` says, it may not be or hold one of ``inputs``, nor hold the working directory, and
+    its parent must be creatable and writable (the new folder is built beside it). Returns it as a Path.
     """
-
-    def __init__(self, path: str | os.PathLike, keep_partial: bool = True):
-        self.path = Path(path)
-        self.keep_partial = keep_partial
-        self.tmp = _temp_path(self.path)
-        self.handle: IO[str] = open(self.tmp, "w", newline="", encoding=TEXT_ENCODING, errors=TEXT_ERRORS)
-        self.partial: Path | None = None
-
-    def commit(self) -> Path:
-        self.handle.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> Path | None:
-        self.handle.close()
-        if self.keep_partial and self.tmp.stat().st_size:
-            self.partial = self.path.with_name(self.path.name + ".partial")
-            os.replace(self.tmp, self.partial)
-            return self.partial
-        self.tmp.unlink(missing_ok=True)
-        return None
-
-    def __enter__(self) -> IO[str]:
-        return self.handle
-
-    def __exit__(self, kind, value, tb) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            self.abort()
+    out = Path(path)
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and (Path(item) == out or _same_file(Path(item), out)
+                                                      or (out.is_dir() and _inside(Path(item), out))):
+            relation = "is" if Path(item) == out or _same_file(Path(item), out) else "holds"
+            raise OutputError(f"{what} {out} {relation} the input {item}; choose another output folder")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{what} {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputError(f"{what} {out} already exists; pass --overwrite to replace it")
+        if _inside(Path.cwd(), out):
+            raise OutputError(f"{what} {out} holds the working directory; --overwrite would delete it, "
+                              "choose another output folder")
+    _ensure_parent(out, what)
+    return out
 
 
-def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
-    """``fig.savefig`` through :func:`atomic_write` (the format is taken from ``path``'s extension)."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs))
-    return path
-
-
-# -- rows --------------------------------------------------------------------------------------------------------
-ROW_SUFFIXES = (".csv", ".jsonl")
-
-
-class RowWriter:
-    """CSV or JSONL (by suffix) to a file, written atomically, or CSV to stdout.
-
-    Call :meth:`close` with ``ok=True`` to move the finished file into place; ``ok=False`` (an interruption)
-    keeps the rows written so far as ``OUTPUT.partial``.
-    """
-
-    def __init__(self, output: str | os.PathLike | None, columns: list[str]):
-        self.columns = columns
-        self.output = Path(output) if output else None
-        self.jsonl = self.output is not None and self.output.suffix.lower() == ".jsonl"
-        self.file: AtomicTextFile | None = None
-        if self.output is not None:
-            self.file = AtomicTextFile(self.output)
-            self.handle: IO[str] = self.file.handle
-        else:
-            self.handle = sys.stdout
-            try:  # file names with undecodable bytes go out as those bytes, not as a crash
-                sys.stdout.reconfigure(errors=TEXT_ERRORS)  # type: ignore[union-attr]
-            except (AttributeError, ValueError):
-                pass
-        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=columns, extrasaction="ignore")
-        if self.csv:
-            self.csv.writeheader()
-
-    def write(self, row: dict) -> None:
-        if self.jsonl:
-            self.handle.write(json.dumps({k: row.get(k) for k in self.columns}, default=str) + "\n")
-        else:
-            self.csv.writerow(row)
-        self.handle.flush()
-
-    def close(self, ok: bool = True) -> Path | None:
-        """Finish: the output file when ``ok``, else the ``.partial`` file kept (or None)."""
-        if self.file is None:
-            self.handle.flush()
-            return None
-        return self.file.commit() if ok else self.file.abort()
-
-
-# -- argument checks ---------------------------------------------------------------------------------------------
+# -- numbers -----------------------------------------------------------------------------------------------------
 def whole_number(minimum: int = 1, word: str | None = None, word_value: Any = None) -> Callable[[str], Any]:
     """argparse type: a whole number >= ``minimum``, or ``word`` (case-insensitive) standing for ``word_value``."""
     accepted = ("a positive whole number" if minimum == 1 else f"a whole number >= {minimum}") + (
@@ -254,6 +180,7 @@ def positive_float(text: str) -> float:
     return value
 
 
+# -- device, precision, progress -----------------------------------------------------------------------------------
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -306,6 +233,7 @@ def torch_dtype(name: str | None):
     return getattr(torch, name)
 
 
+# -- inputs and errors ---------------------------------------------------------------------------------------------
 def is_url(text: Any) -> bool:
     return isinstance(text, str) and "://" in text[:16] and text.split("://", 1)[0].isalpha()
 
@@ -321,45 +249,3 @@ def fail(command: str, exc: BaseException | str, code: int = 2) -> int:
     """Print ``hf-fiqa COMMAND: error: message`` to stderr; return the exit code."""
     print(f"hf-fiqa {command}: error: {exc}", file=sys.stderr)
     return code
-
-
-def check_output_folder_free(path: str | os.PathLike, names: Iterable[str], overwrite: bool,
-                             what: str = "--output-dir") -> None:
-    """Refuse a folder that already holds any of ``names`` (a previous result) unless ``overwrite``."""
-    out = Path(path)
-    if overwrite or not out.is_dir():
-        return
-    present = [n for n in names if (out / n).exists()]
-    if present:
-        raise OutputError(f"{what} {out} already holds {', '.join(present[:5])}; pass --overwrite to replace them")
-
-
-class StagedDir:
-    """Write several files into a hidden folder next to their destination, then move each into place.
-
-    ``with StagedDir(out) as tmp: paths = write(tmp)``; then :meth:`publish` maps the staged paths to ``out``
-    with :func:`os.replace` (each file appears complete or not at all). The staging folder is always removed.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike):
-        self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out))
-
-    def __enter__(self) -> Path:
-        return self.tmp
-
-    def publish(self, staged: dict) -> dict:
-        final = {}
-        for key, path in staged.items():
-            path = Path(path)
-            target = self.out / path.relative_to(self.tmp)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-            final[key] = target
-        return final
-
-    def __exit__(self, *exc) -> None:
-        import shutil
-
-        shutil.rmtree(self.tmp, ignore_errors=True)

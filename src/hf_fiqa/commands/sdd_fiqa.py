@@ -18,17 +18,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true", help="more copies and epochs than the 20-minute CPU run")
     p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
     p.add_argument("--image-size", type=int, default=64, help="quality network input side (multiple of 8)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="identity-bootstrap resamples for the CIs (0: none)")
+    p.add_argument("--bootstrap", type=int, default=None,
+                   help="identity-bootstrap resamples for the CIs (0: none; default: evaluate-fiqa's, 1000)")
     p.add_argument("--ablation", action="store_true",
                    help="also train the other start (random or distilled) and no-degraded-copies variants; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, loads_models=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..paths import shared_dir
-    from .sdd_fiqa import RecipeConfig, SDDFIQARecipe
+    from ..recipes.sdd_fiqa import RecipeConfig, SDDFIQARecipe
 
     shared = args.shared or shared_dir()
     for needed in (shared / "data" / "lfw" / "labels.csv", shared / "data" / "celeba-wild-ids" / "labels.csv",
@@ -39,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size <= 0 or args.image_size % 8:
         print(f"hf-fiqa sdd-fiqa: --image-size must be a positive multiple of 8, got {args.image_size}", file=sys.stderr)
         return 2
+    chosen = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
     config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
-                          bootstrap=args.bootstrap, seed=args.seed, limit=args.limit, progress=not args.no_progress,
-                          ablation=args.ablation)
+                          seed=args.seed, limit=args.limit, progress=not args.no_progress, ablation=args.ablation,
+                          **chosen)
     result = SDDFIQARecipe(config).run()
     print()
     print((args.output / "eval" / "pauc.md").read_text())

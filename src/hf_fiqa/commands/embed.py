@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..outputs import OutputError, UsageError, add_device_args, add_progress_args, check_output_dir, fail, positive_int
+from .options import OutputError, UsageError, add_device_args, add_progress_args, check_output_dir, fail, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detector-weights", default=None, help="YuNet ONNX file (default: $HF_FIQA_DETECTOR_WEIGHTS or the HF Hub cache)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results or an unfinished run in OUTPUT")
     add_progress_args(p)
-    p.set_defaults(func=run_embed_command)
+    p.set_defaults(func=run_embed_command, loads_models=True)
 
 
 def _aligned_preparer():
@@ -54,7 +54,7 @@ def _aligned_preparer():
     import numpy as np
 
     from ..io import ImageReadError, load_image
-    from .job import PreparedFace
+    from ..embedding.job import PreparedFace
 
     def prepare(item: Any) -> PreparedFace:
         try:
@@ -67,7 +67,7 @@ def _aligned_preparer():
 
 def _detecting_preparer(cropper: Any, spec: Any):
     """The largest face of each photo (the subject, in identity datasets), aligned to ``spec``."""
-    from .job import PreparedFace
+    from ..embedding.job import PreparedFace
 
     def prepare(item: Any) -> PreparedFace:
         photo = cropper(item.file, specs=(spec,), select="largest")
@@ -82,10 +82,10 @@ def _detecting_preparer(cropper: Any, spec: Any):
 
 def run_embed_command(args: argparse.Namespace) -> int:
     from ..faces.types import CropSpec
-    from ..outputs import resolve_device, torch_dtype
-    from .embedder import RecognitionEmbedder
-    from .inputs import list_inputs
-    from .job import OutputConflictError, run_embedding
+    from .options import resolve_device, torch_dtype
+    from ..embedding.embedder import RecognitionEmbedder
+    from ..embedding.inputs import list_inputs
+    from ..embedding.job import OutputConflictError, run_embedding
 
     for name in ("batch_size", "shard_size", "workers"):
         if getattr(args, name) <= 0:

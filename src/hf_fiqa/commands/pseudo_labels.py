@@ -15,16 +15,15 @@ import os
 import sys
 from pathlib import Path
 
-from ..outputs import (
+from ..atomic import atomic_write, save_figure
+from .options import (
     OutputError,
     UsageError,
     add_device_args,
     add_progress_args,
-    atomic_write,
     check_output_file,
     fail,
     positive_int,
-    save_figure,
     whole_number,
 )
 
@@ -129,7 +128,7 @@ def _accelerator_if_launched(device: str):
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``hf-fiqa pseudo-label``; returns an exit code."""
-    from .embeddings import EmbeddingError
+    from ..labels.embeddings import EmbeddingError
 
     labels_path = args.identities if args.identities is not None else args.rows
     report_path = args.report or args.output.with_suffix(".report.json")
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                           what="--report")
         check_output_file(args.histogram, (".png", ".pdf", ".svg"), inputs=[*inputs, args.output, report_path],
                           overwrite=args.overwrite, what="--histogram")
-        from ..outputs import resolve_device
+        from .options import resolve_device
 
         args.device = resolve_device(args.device)
         embeddings, identities, rows, left_out = _load_inputs(args)
@@ -149,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from .sdd import sdd_pseudo_labels
+    from ..labels.sdd import sdd_pseudo_labels
 
     accelerator = _accelerator_if_launched(args.device)
     main_process = accelerator is None or accelerator.is_main_process

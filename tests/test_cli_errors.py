@@ -319,7 +319,9 @@ def test_version_and_help_do_not_import_torch(capsys):
     assert exit_info.value.code == 0 and "0." in capsys.readouterr().out
     probe = ("import sys, hf_fiqa, hf_fiqa.cli\n"
              "parser = hf_fiqa.cli.build_parser()\n"
-             "for sub in ('score', 'video', 'embed', 'pseudo-label', 'evaluate-fiqa', 'convert', 'dataset'):\n"
+             "subs = next(a for a in parser._actions if a.dest == 'command').choices\n"
+             "assert len(subs) >= 10, sorted(subs)\n"
+             "for sub in subs:\n"
              "    try:\n"
              "        parser.parse_args([sub, '--help'])\n"
              "    except SystemExit:\n"
@@ -330,11 +332,13 @@ def test_version_and_help_do_not_import_torch(capsys):
     assert "HEAVY []" in result.stdout
 
 
-def test_import_hf_fiqa_is_lazy_but_registers_the_task():
+def test_import_hf_fiqa_is_lazy_and_register_adds_the_task():
     probe = ("import sys, hf_fiqa\n"
              "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
              "from transformers import pipeline\n"
              "from transformers.pipelines import PIPELINE_REGISTRY\n"
+             "assert 'face-image-quality' not in PIPELINE_REGISTRY.get_supported_tasks()\n"
+             "hf_fiqa.register()\n"
              "assert 'face-image-quality' in PIPELINE_REGISTRY.get_supported_tasks()\n"
              "from transformers import AutoConfig\n"
              "AutoConfig.for_model('maniqa')\n"

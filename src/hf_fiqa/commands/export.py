@@ -20,17 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "MODEL_DIR/onnx/model.onnx to load it by folder.")
     onnx.add_argument("model", help="saved model folder or Hub id")
     onnx.add_argument("output", help="the .onnx file to write")
-    from . import DEFAULT_OPSET
+    from ..export import DEFAULT_OPSET
 
     onnx.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     onnx.add_argument("--atol", type=float, default=1e-4, help="allowed |onnxruntime - torch| (plus rtol*|torch|)")
     onnx.add_argument("--rtol", type=float, default=1e-4)
     onnx.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-torch comparison")
-    onnx.set_defaults(func=_run_onnx)
+    onnx.set_defaults(func=_run_onnx, loads_models=True)
 
 
 def _run_onnx(args: argparse.Namespace) -> int:
-    from .onnx import OnnxExportError, export_onnx
+    from ..export.onnx import OnnxExportError, export_onnx
 
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress; stdout carries the JSON

@@ -1,7 +1,11 @@
 """``hf-fiqa evaluate-iqa`` and ``hf-fiqa evaluate-fiqa``: evaluation reports from files.
 
-Heavy imports (pandas, scipy, matplotlib) happen inside the handlers so ``hf-fiqa --help``
-stays fast.
+Each writes its report folder (``--output-dir``) as a whole: built under a hidden name beside it and renamed
+into place when complete (:class:`hf_fiqa.atomic.StagedFolder`), so an interrupted run leaves no half-written
+folder; an existing, non-empty folder is refused unless ``--overwrite`` (then it is replaced).
+
+Heavy imports (numpy, pandas, scipy, matplotlib) happen inside the handlers so ``hf-fiqa --help``
+stays fast; the metric defaults come from :mod:`hf_fiqa.metrics` there too.
 """
 
 from __future__ import annotations
@@ -11,10 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..outputs import OutputError, StagedDir, add_device_args, check_output_dir, check_output_folder_free, whole_number
-
-IQA_OUTPUTS = ("correlation.json", "correlation.md", "scatter.png")
-FIQA_OUTPUTS = ("pauc.json", "pauc.md")
+from ..atomic import StagedFolder
+from .options import OutputError, UsageError, add_device_args, check_new_output_folder, fail, whole_number
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".txt")
 
@@ -99,18 +101,18 @@ def _join_predictions(args: argparse.Namespace):
 
 
 def _evaluate_iqa(args: argparse.Namespace) -> int:
-    from .report import write_iqa_report
+    from ..metrics.report import write_iqa_report
 
     pred, mos, extra = _join_predictions(args)
     for name in ("n_unmatched_predictions", "n_unmatched_mos", "n_missing_predictions"):
         if extra[name]:
             print(f"warning: {name.replace('_', ' ')}: {extra[name]}", file=sys.stderr)
-    check_output_dir(args.output_dir, inputs=[args.predictions, args.mos], what="--output-dir")
-    check_output_folder_free(args.output_dir, IQA_OUTPUTS, args.overwrite)
-    staged = StagedDir(args.output_dir)
+    check_new_output_folder(args.output_dir, overwrite=args.overwrite, inputs=[args.predictions, args.mos],
+                            what="--output-dir")
+    staged = StagedFolder(args.output_dir)
     with staged as tmp:
         table, paths = write_iqa_report(pred, mos, tmp, extra=extra, title=args.title)
-        paths = staged.publish(paths)
+    paths = staged.final_paths(paths)
     print(
         f"n={table['n']} SRCC={table['srcc']:.4f} KRCC={table['krcc']:.4f} "
         f"PLCC={table['plcc_fitted']:.4f} (raw {table['plcc_raw']:.4f}) RMSE={table['rmse_fitted']:.4f}"
@@ -188,7 +190,11 @@ def load_embeddings(path: str | Path, column: str):
 def _evaluate_fiqa(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .report import evaluate_fiqa
+    from ..metrics.bootstrap import DEFAULT_BOOTSTRAP
+    from ..metrics.edc import DEFAULT_DISCARD_LIMIT
+    from ..metrics.evaluation import DEFAULT_FMRS, DEFAULT_START_FNMRS, evaluate_fiqa
+    from ..metrics.report import write_fiqa_report
+    from ..metrics.pairs import DEFAULT_MAX_IMPOSTORS
 
     emb = load_embeddings(args.embeddings, args.embedding_col)
     identities_file = args.identities or args.embeddings
@@ -205,8 +211,8 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
             qualities[name] = q.astype(np.float64)
         except (TypeError, ValueError):
             raise InputError(f"quality '{name}' {path}: values are not numeric") from None
-    check_output_dir(args.output_dir, inputs=[args.embeddings, args.identities], what="--output-dir")
-    check_output_folder_free(args.output_dir, FIQA_OUTPUTS, args.overwrite)
+    check_new_output_folder(args.output_dir, overwrite=args.overwrite, inputs=[args.embeddings, args.identities],
+                            what="--output-dir")
     if args.method:
         qualities.update(_method_qualities(args, len(emb)))
     if not qualities:
@@ -215,19 +221,20 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
         emb,
         identities,
         qualities,
-        fmr_targets=args.fmr or [1e-3, 1e-2, 1e-4],
-        start_fnmrs=args.fnmr or [0.1],
-        discard_limit=args.discard_limit,
-        max_impostors=args.max_impostors or None,
+        fmr_targets=args.fmr or DEFAULT_FMRS,
+        start_fnmrs=args.fnmr or DEFAULT_START_FNMRS,
+        discard_limit=DEFAULT_DISCARD_LIMIT if args.discard_limit is None else args.discard_limit,
+        max_impostors=DEFAULT_MAX_IMPOSTORS if args.max_impostors is None else (args.max_impostors or None),
         seed=args.seed,
         include_fm_edc=args.fm_edc,
         nan_quality=args.nan_quality,
         invalid_embeddings="raise" if args.strict_embeddings else "drop",
-        bootstrap=args.bootstrap,
+        bootstrap=DEFAULT_BOOTSTRAP if args.bootstrap is None else args.bootstrap,
     )
-    staged = StagedDir(args.output_dir)
+    staged = StagedFolder(args.output_dir)
     with staged as tmp:
-        paths = staged.publish(report.write(tmp, title=args.title))
+        paths = write_fiqa_report(report, tmp, title=args.title)
+    paths = staged.final_paths(paths)
 
     def num(value, spec: str = "+.4f") -> str:
         return "n/a" if value is None or value != value else format(value, spec)
@@ -263,7 +270,7 @@ def _method_qualities(args: argparse.Namespace, n_rows: int) -> dict:
     """Score the photos listed in the identities table (``path`` column) with each ``--method``."""
     from ..faces.detection import YuNetDetector
     from ..pipelines.dataset_quality import score_largest_faces
-    from ..outputs import resolve_device
+    from .options import resolve_device
     from ..scorers import load_scorer
 
     table = args.identities or args.embeddings
@@ -287,9 +294,8 @@ def _guarded(handler):
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (InputError, OutputError, ValueError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except (InputError, OutputError, UsageError, ValueError, OSError) as exc:
+            return fail(args.command, exc)
 
     return run
 
@@ -327,8 +333,9 @@ def register(subparsers: Any) -> None:
     iqa.add_argument("--mos-key-col", help="join column of the MOS table, if named differently")
     iqa.add_argument("--basename", action="store_true", help="join on file base names (when one side holds paths)")
     iqa.add_argument("--title", help="title for the scatter plot")
-    iqa.add_argument("--output-dir", required=True, type=Path)
-    iqa.add_argument("--overwrite", action="store_true", help="replace the files of an earlier report in --output-dir")
+    iqa.add_argument("--output-dir", required=True, type=Path,
+                     help="report folder, written as a whole (must not exist yet, or be empty)")
+    iqa.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir (all of it)")
     iqa.set_defaults(func=_guarded(_evaluate_iqa))
 
     fiqa = subparsers.add_parser(
@@ -369,14 +376,14 @@ def register(subparsers: Any) -> None:
         help="target FMR for a threshold (repeatable; default 1e-3, plus 1e-2 and 1e-4 when enough impostors)",
     )
     fiqa.add_argument("--fnmr", action="append", type=_rate, help="starting FNMR for a threshold (repeatable; default 0.1)")
-    fiqa.add_argument("--discard-limit", type=_limit, default=0.2, help="pAUC discard limit L (default 0.2)")
+    fiqa.add_argument("--discard-limit", type=_limit, default=None, help="pAUC discard limit L (default 0.2)")
     fiqa.add_argument(
-        "--max-impostors", type=int, default=1_000_000,
+        "--max-impostors", type=int, default=None,
         help="sample at most this many impostor pairs (default 1,000,000; 0 = use all)",
     )
     fiqa.add_argument("--seed", type=int, default=0, help="seed for impostor sampling and the bootstrap")
     fiqa.add_argument(
-        "--bootstrap", type=_resamples, default=1000, metavar="N",
+        "--bootstrap", type=_resamples, default=None, metavar="N",
         help="identity-bootstrap resamples for the 95%% interval of each method's pAUC difference to the best "
         "other method (FNM-EDCs; threshold kept fixed; default 1000; 0 = off)",
     )
@@ -390,6 +397,7 @@ def register(subparsers: Any) -> None:
         help="fail on NaN/all-zero embedding rows instead of dropping those samples",
     )
     fiqa.add_argument("--title", help="text appended to plot titles")
-    fiqa.add_argument("--output-dir", required=True, type=Path)
-    fiqa.add_argument("--overwrite", action="store_true", help="replace the files of an earlier report in --output-dir")
-    fiqa.set_defaults(func=_guarded(_evaluate_fiqa))
+    fiqa.add_argument("--output-dir", required=True, type=Path,
+                      help="report folder, written as a whole (must not exist yet, or be empty)")
+    fiqa.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir (all of it)")
+    fiqa.set_defaults(func=_guarded(_evaluate_fiqa), loads_models=True)

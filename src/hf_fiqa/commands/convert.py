@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .conversion import CONVERTERS, Converter
+from ..models.conversion import CONVERTERS, Converter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,13 +31,13 @@ def add_converter(models: argparse._SubParsersAction, name: str, converter: Conv
     sub.add_argument("--overwrite", action="store_true", help="replace a model already saved in DST")
     for option in converter.options:
         sub.add_argument(*option.flags, dest=option.dest, help=option.help, **dict(option.kwargs))
-    sub.set_defaults(func=lambda args: run_converter(name, converter, args))
+    sub.set_defaults(func=lambda args: run_converter(name, converter, args), loads_models=True)
     return sub
 
 
 def run_converter(name: str, converter: Converter, args: argparse.Namespace) -> int:
     """Call the converter with SRC, DST and the given options; print one line; 0 on success, 2 on error."""
-    from ..outputs import OutputError, check_output_dir, check_output_folder_free, is_url
+    from .options import OutputError, check_output_dir, check_output_folder_free, is_url
 
     options = {o.dest: getattr(args, o.dest) for o in converter.options if getattr(args, o.dest) is not None}
     try:
@@ -63,9 +63,12 @@ def run_converter(name: str, converter: Converter, args: argparse.Namespace) -> 
         return 2
     import shlex
 
-    from ..hub import write_model_card
+    from ..hub import package_quality_model, write_model_card
+    from ..scorers import is_recognizer
 
-    if (Path(args.dst) / "config.json").is_file():  # a saved model folder: give it its card
+    if (Path(args.dst) / "config.json").is_file():  # a saved model folder: Hub-native, with its card
+        if not is_recognizer(getattr(model, "config", None)):
+            package_quality_model(args.dst, write_card=False)
         write_model_card(args.dst, task=None, converted_from=str(args.src or "the default checkpoint"),
                          command=shlex.join(["hf-fiqa", *sys.argv[1:]]))
     print(f"converted {args.src if args.src is not None else '(default checkpoint)'} -> {args.dst} ({summary})")

@@ -34,8 +34,11 @@ from transformers import Pipeline
 
 try:  # inside the hf_fiqa package
     from hf_fiqa.io import ImageReadError, describe, load_image
-except ImportError:  # as Hub remote code: the same module is shipped next to this file
+    from hf_fiqa.quality_scale import DEFAULT_QUALITY_BANDS, band_of, band_scores, calibrated_quality, quality_0_100
+except ImportError:  # as Hub remote code: the packaging step ships both modules next to this file
     from .fiqa_io import ImageReadError, describe, load_image
+    from .fiqa_quality_scale import (DEFAULT_QUALITY_BANDS, band_of, band_scores, calibrated_quality,
+                                     quality_0_100)
 
 WEIGHTS_ENV = "HF_FIQA_DETECTOR_WEIGHTS"
 YUNET_REPO_ID = "opencv/face_detection_yunet"
@@ -44,56 +47,6 @@ NO_FACE = "no face detected"
 # The ArcFace 5-point template of a 112x112 crop (eyes, nose tip, mouth corners; image left first).
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
                         [70.7299, 92.2041]], dtype=np.float64)
-DEFAULT_BANDS = {"labels": ["poor", "acceptable", "good"], "thresholds": [40.0, 70.0], "temperature": 4.0}
-
-
-# -- scores -> 0-100 quality -> bands (shared by both pipelines and by the Space) -------------------------------
-def calibrated_quality(score: np.ndarray, calibration: dict) -> np.ndarray:
-    """numpy twin of the model's ``calibrated_quality``: ``100 / (1 + exp(intercept + slope * score))``
-    (``{"intercept", "slope"}``; the older ``{"score": knots, "quality": knots}`` piecewise-linear form too)."""
-    score = np.asarray(score, dtype=np.float64)
-    if "intercept" in calibration:
-        logit = float(calibration["intercept"]) + float(calibration["slope"]) * score
-        return 100.0 / (1.0 + np.exp(np.clip(logit, -700.0, 700.0)))
-    return np.interp(score, calibration["score"], calibration["quality"])
-
-
-def quality_0_100(score: np.ndarray, config: Any) -> np.ndarray:
-    """The model's score on the 0-100 scale the bands use: the calibrated ``quality`` when the config has a
-    ``quality_calibration`` (the model's own map, :func:`calibrated_quality`), else ``score`` min-max scaled over
-    ``quality_bands["score_range"]``, else ``label_range``, else [0, 1] ([1, num_bins] for MUSIQ's distribution
-    head), clipped to [0, 100]."""
-    score = np.asarray(score, dtype=np.float64)
-    calibration = getattr(config, "quality_calibration", None)
-    if calibration:
-        return calibrated_quality(score, calibration)
-    bands = getattr(config, "quality_bands", None) or {}
-    default = (1.0, float(config.num_bins)) if getattr(config, "head", None) == "distribution" else (0.0, 1.0)
-    low, high = bands.get("score_range") or getattr(config, "label_range", None) or default
-    return np.clip(100.0 * (score - low) / (high - low), 0.0, 100.0)
-
-
-def band_scores(quality: float, bands: dict | None = None) -> list[dict[str, float]]:
-    """``[{label, score}]`` best first for one 0-100 quality.
-
-    Ordinal logistic membership: P(quality band >= k) = sigmoid((quality - threshold_k) / temperature), so the
-    scores sum to 1 and the top label is the band holding ``quality`` (up to ~1 point around a threshold).
-    """
-    bands = bands or DEFAULT_BANDS
-    labels, thresholds = list(bands["labels"]), [float(t) for t in bands["thresholds"]]
-    temperature = float(bands.get("temperature", DEFAULT_BANDS["temperature"]))
-    above = [1.0] + [1.0 / (1.0 + np.exp(-(quality - t) / temperature)) for t in thresholds] + [0.0]
-    scores = [max(0.0, above[i] - above[i + 1]) for i in range(len(labels))]
-    total = sum(scores) or 1.0
-    out = [{"label": label, "score": float(s / total)} for label, s in zip(labels, scores)]
-    return sorted(out, key=lambda item: -item["score"])
-
-
-def band_of(quality: float, bands: dict | None = None) -> str:
-    """The band holding ``quality`` (hard thresholds: ``quality >= threshold`` moves up a band)."""
-    bands = bands or DEFAULT_BANDS
-    index = int(np.searchsorted(np.asarray(bands["thresholds"], dtype=np.float64), quality, side="right"))
-    return bands["labels"][index]
 
 
 def _run_model(model: Any, processor: Any, images: Sequence[Any], batch_size: int = 16) -> np.ndarray:
@@ -339,5 +292,5 @@ try:  # with hf-fiqa installed, the package's pipeline (same records; shares Fac
 except ImportError:
     FaceQualityPipeline = StandaloneFaceQualityPipeline
 
-__all__ = ["DEFAULT_BANDS", "FaceQualityPipeline", "calibrated_quality", "QualityBandsPipeline", "StandaloneFaceQualityPipeline", "YuNet",
+__all__ = ["DEFAULT_QUALITY_BANDS", "FaceQualityPipeline", "calibrated_quality", "QualityBandsPipeline", "StandaloneFaceQualityPipeline", "YuNet",
            "align", "band_of", "band_scores", "quality_0_100", "resolve_detector_weights"]

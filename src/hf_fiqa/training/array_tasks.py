@@ -1,0 +1,192 @@
+"""Tasks over face crops held in memory as uint8 arrays: what the SDD-FIQA recipe trains its quality network on.
+
+- :class:`EmbeddingDistillationTask`: MANIQA learns to reproduce a recognizer's embedding of the same crop: cosine
+  loss between the recognizer's unit embedding and a linear probe on the mean of MANIQA's last-stage tokens
+  (``forward_head(..., pre_logits=True)``), plus a penalty keeping those tokens near unit RMS;
+- :class:`PseudoLabelTask`: MANIQA regresses pseudo-labels (the model's own loss, SmoothL1 on labels scaled to
+  [0, 1] by ``config.label_range``).
+
+Both train on every row of ``rows`` (indices into the arrays) with a horizontal flip per image, drawn per batch, and
+an epoch order that is a permutation from ``(seed, epoch)`` cut into full batches, each batch's rows sorted (so a
+batch reads the arrays in order). Neither has a validation set: the loop only trains and checkpoints them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .tasks import Task
+
+# The cosine loss ignores the scale of the tokens, which then drifts (to RMS ~3,000 in one run); a fresh quality
+# head on such features starts with scores far outside [0, 1] and can die behind its ReLU. A penalty on log(RMS)
+# keeps the distilled tokens near unit scale.
+SCALE_WEIGHT = 0.1
+
+
+def uint8_pixels(batch: np.ndarray, flip: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> MANIQA's input: [0, 1] then (x - 0.5) / 0.5, channels first; ``flip`` rows mirrored."""
+    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    if flip is not None and flip.any():
+        x[torch.from_numpy(flip)] = x[torch.from_numpy(flip)].flip(-1)
+    return x
+
+
+def cpu_bf16_available() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (else autocast would be slower, not faster)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def bf16_available() -> bool:
+    """bfloat16 autocast pays off here: a GPU that supports it, or a CPU with native bfloat16 (AVX512-BF16, AMX)."""
+    return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_bf16_available()
+
+
+class Positions(torch.utils.data.Dataset):
+    """Positions 0..n-1 into a task's ``rows``; the task's loss reads the arrays (a batch is a LongTensor)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return int(index)
+
+
+class SortedBatchPermutation(torch.utils.data.Sampler):
+    """A permutation of the positions drawn from ``(seed, epoch)``, cut into full batches, each batch sorted."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int):
+        self.n, self.batch_size, self.seed, self.epoch = int(n), int(batch_size), int(seed), int(epoch)
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size * self.batch_size
+
+    def __iter__(self):
+        steps = self.n // self.batch_size
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        order = np.sort(order[: steps * self.batch_size].reshape(steps, self.batch_size), axis=1)
+        return iter(order.reshape(-1).tolist())
+
+
+class ArrayTask(Task):
+    """Common part: the crops, the rows to train on, the starting weights. ``init_model`` (e.g. distilled) is trained
+    further; otherwise a MANIQA of ``model_config`` is made after ``torch.manual_seed(init_seed)``."""
+
+    def __init__(self, config: TrainConfig, crops: np.ndarray, rows: np.ndarray, model_config,
+                 init_seed: int = 0, init_model: nn.Module | None = None):
+        super().__init__(config)
+        self.crops, self.rows = crops, np.asarray(rows)
+        self.model_config, self.init_seed, self.init_model = model_config, int(init_seed), init_model
+
+    def _maniqa(self) -> nn.Module:
+        if self.init_model is not None:
+            return self.init_model
+        from ..models.maniqa import MANIQAForImageQualityAssessment
+
+        torch.manual_seed(self.init_seed)
+        return MANIQAForImageQualityAssessment(self.model_config)
+
+    def build_data(self):
+        return None, Positions(len(self.rows)), None
+
+    def train_sampler(self, dataset, epoch: int, generator: torch.Generator) -> torch.utils.data.Sampler:
+        return SortedBatchPermutation(len(dataset), self.config.batch_size, self.config.seed, epoch)
+
+    def _batch(self, model: nn.Module, positions: torch.Tensor, flip_from: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The batch's rows and its pixels; the flips are drawn from the batch's first (0) or last (-1) row."""
+        rows = self.rows[positions.cpu().numpy()]
+        flip = np.random.default_rng(int(rows[flip_from])).random(len(rows)) < 0.5
+        device = next(model.parameters()).device
+        return rows, uint8_pixels(self.crops[rows], flip).to(device)
+
+    def evaluate(self, model, loader, accelerator) -> dict[str, float]:
+        return {}
+
+    def export(self, model: nn.Module, folder: Path) -> None:
+        raise NotImplementedError("array tasks have no validation set, so the loop never exports them")
+
+
+class EmbeddingProbe(nn.Module):
+    """MANIQA plus the linear probe from its pooled last-stage tokens to the recognizer's embedding: one module, so
+    the loop prepares, clips and checkpoints both. ``forward`` -> (predicted embedding, RMS of the tokens)."""
+
+    def __init__(self, model: nn.Module, embedding_size: int):
+        super().__init__()
+        self.model = model
+        size = model.config.image_size
+        with torch.no_grad():
+            width = model.forward_features(torch.zeros(1, 3, size, size)).shape[-1]
+        self.fc = nn.Linear(width, embedding_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.model.forward_features(pixel_values)  # (B, N, C)
+        rms = tokens.transpose(1, 2).float().pow(2).mean().sqrt()
+        return self.fc(self.model.forward_head(tokens, pre_logits=True)), rms
+
+
+class EmbeddingDistillationTask(ArrayTask):
+    """MANIQA's tokens distilled from a recognizer: ``1 - cos(probe(mean token), embedding) + 0.1 log(RMS)^2``.
+
+    ``targets``: the recognizer's (N, D) embeddings of the crops (any scale; they are normalised). ``trained_model``
+    is the :class:`EmbeddingProbe`; its ``.model`` is the distilled MANIQA."""
+
+    def __init__(self, config: TrainConfig, crops: np.ndarray, targets: np.ndarray, rows: np.ndarray, model_config,
+                 init_seed: int = 0, init_model: nn.Module | None = None):
+        super().__init__(config, crops, rows, model_config, init_seed, init_model)
+        self.unit_targets = torch.from_numpy(targets / np.linalg.norm(targets, axis=1, keepdims=True)).float()
+
+    def build_model(self) -> nn.Module:
+        return EmbeddingProbe(self._maniqa(), self.unit_targets.shape[1])
+
+    def loss(self, model, batch):
+        rows, pixels = self._batch(model, batch, 0)
+        pred, rms = model(pixels)
+        target = self.unit_targets[rows].to(pred.device)
+        cosine = (1.0 - nn.functional.cosine_similarity(pred.float(), target, dim=1)).mean()
+        return (cosine + SCALE_WEIGHT * torch.log(rms).pow(2)).float()
+
+
+class PseudoLabelTask(ArrayTask):
+    """MANIQA fitted to pseudo-labels (label units of ``model_config.label_range``; rows must have finite labels)."""
+
+    def __init__(self, config: TrainConfig, crops: np.ndarray, labels: np.ndarray, rows: np.ndarray, model_config,
+                 init_seed: int = 0, init_model: nn.Module | None = None):
+        super().__init__(config, crops, rows, model_config, init_seed, init_model)
+        if not np.isfinite(np.asarray(labels)[self.rows]).all():
+            raise ValueError("PseudoLabelTask: every training row needs a finite label")
+        low, high = model_config.label_range
+        self.scaled = torch.from_numpy((np.asarray(labels) - low) / (high - low)).float()
+
+    def build_model(self) -> nn.Module:
+        return self._maniqa()
+
+    def loss(self, model, batch):
+        rows, pixels = self._batch(model, batch, -1)
+        return model(pixel_values=pixels, labels=self.scaled[rows].to(pixels.device)).loss.float()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, crops: np.ndarray, rows: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+    """The MANIQA's ``score`` (label units) for uint8 crops, in batches (each read in row order)."""
+    rows = np.arange(len(crops)) if rows is None else np.asarray(rows)
+    out = np.empty(len(rows), dtype=np.float64)
+    model.eval()
+    for lo in range(0, len(rows), batch_size):
+        index = rows[lo:lo + batch_size]
+        out[lo:lo + len(index)] = model(pixel_values=uint8_pixels(crops[np.sort(index)])).score.double().numpy()[
+            np.argsort(np.argsort(index))]
+    return out
+
+
+def check_not_constant(model: nn.Module, crops: np.ndarray, rows: np.ndarray, folder: Path) -> None:
+    """Refuse a network that gives every face the same score (a dead ReLU head) instead of calibrating it."""
+    if len(rows) > 1 and float(np.std(predict(model, crops, rows))) < 1e-6:
+        raise RuntimeError(f"the quality network in {folder} gives every training face the same score (its head "
+                           "died during fitting); delete that folder and rerun, with a lower learning rate")
