@@ -45,7 +45,8 @@ def test_every_stage_writes_its_outputs(small_run):
     for path in ("dlib-resnet/model.safetensors", "faces-lfw/done.json", "faces-celeba/done.json",
                  "degraded-lfw/done.json", "labels.npz", "labels_by_degradation.png", "network/fit.safetensors",
                  "maniqa-sdd-fiqa/model.safetensors", "magface/celeba_norms.npy", "eval/pauc.md",
-                 "eval/thresholds.md", "eval/quality_histogram.png", "run.json"):
+                 "eval/thresholds.md", "eval/quality_histogram.png", "run.json",
+                 "maniqa-sdd-fiqa/face_quality_pipeline.py", "maniqa-sdd-fiqa/README.md"):
         assert (out / path).is_file(), path
     summary = json.loads((out / "labels_by_degradation.json").read_text())
     assert summary["clean"]["n"] > 0 and set(summary) <= {"clean", *DEGRADATIONS}

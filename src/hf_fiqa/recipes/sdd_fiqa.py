@@ -34,6 +34,7 @@ from ..atomic import AtomicTextFile
 from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
 from ..faces.alignment import resize_crop
 from ..faces.types import AlignedFace, CropSpec
+from ..hub import package_quality_model
 from ..metrics.bootstrap import DEFAULT_BOOTSTRAP
 from ..metrics.edc import DEFAULT_DISCARD_LIMIT
 from ..metrics.plots import plot_labels, plot_quality_histogram
@@ -278,6 +279,7 @@ class SDDFIQARecipe:
         processor = MANIQAImageProcessor(crop_size=self.config.image_size, policy="resize")
         model.save_pretrained(folder)
         processor.save_pretrained(folder)
+        package_quality_model(folder)  # both pipelines' code beside the weights, and a model card
         self._timed("calibration", start)
         return folder
 
