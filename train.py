@@ -5,7 +5,7 @@ The same command runs on a CPU, one GPU, several GPUs or several nodes; see READ
 
 import sys
 
-from hf_fiqa.training.cli import main
+from hf_fiqa.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

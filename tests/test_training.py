@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_fiqa.training.cli import main as train_main
+from hf_fiqa.commands.train import main as train_main
 from hf_fiqa.training.config import ConfigError, TrainConfig
 from hf_fiqa.training.data import load_iqa
 
@@ -46,6 +46,17 @@ def test_override_syntax_and_types(shared):
     assert config.optim.lr == 2e-4 and config.batch_size == 4
     with pytest.raises(ConfigError, match="key=value"):
         TrainConfig.from_file(TINY_IQA, ["batch_size"])
+
+
+def test_hf_fiqa_train_is_the_same_command_as_train_py(tmp_path, capsys):
+    """``accelerate launch -m hf_fiqa.cli train`` works from the wheel, where train.py does not exist."""
+    from hf_fiqa.cli import main as cli_main
+
+    args = ["--config", str(TINY_IQA), f"data.root={tmp_path / 'nowhere'}"]
+    assert cli_main(["train", *args]) == 2
+    via_cli = capsys.readouterr().err
+    assert train_main(args) == 2
+    assert "data.root" in via_cli and via_cli == capsys.readouterr().err
 
 
 def test_missing_dataset_fails_before_training(tmp_path):

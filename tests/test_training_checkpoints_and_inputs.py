@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hf_fiqa.training.cli import main as train_main
+from hf_fiqa.commands.train import main as train_main
 from hf_fiqa.training.config import ConfigError, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]

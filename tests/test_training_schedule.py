@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_fiqa.training.cli import main as train_main
+from hf_fiqa.commands.train import main as train_main
 from hf_fiqa.training.config import OptimConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "evaluate",       # evaluate-iqa, evaluate-fiqa
     "sdd_fiqa",       # sdd-fiqa (the main job)
     "export",         # export onnx
+    "train",          # train (also the repository's train.py)
 )
 
 __all__ = ["COMMAND_MODULES"]

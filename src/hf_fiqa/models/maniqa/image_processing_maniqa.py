@@ -46,6 +46,7 @@ except ImportError:  # as Hub remote code without hf-fiqa: transformers' own ima
             name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
             raise ImageReadError(f"cannot read image {name}: {type(exc).__name__}: {exc}") from None
 
+
 POLICIES = ("resize", "center_crop", "five_crop", "grid")
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 

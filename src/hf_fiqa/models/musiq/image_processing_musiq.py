@@ -62,6 +62,7 @@ except ImportError:  # as Hub remote code without hf-fiqa: transformers' own ima
             name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
             raise ImageReadError(f"cannot read image {name}: {type(exc).__name__}: {exc}") from None
 
+
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 _GAUSSIAN_RADIUS = 1.5

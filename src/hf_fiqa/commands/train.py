@@ -1,4 +1,5 @@
-"""Command line of ``train.py``: ``accelerate launch train.py --config hub_configs/X.yaml [key=value ...]``."""
+"""Training from the command line: ``accelerate launch train.py --config hub_configs/X.yaml [key=value ...]``, or
+without the repository's ``train.py``, ``accelerate launch -m hf_fiqa.cli train --config X.yaml [key=value ...]``."""
 
 from __future__ import annotations
 
@@ -7,18 +8,33 @@ import difflib
 import json
 import sys
 
-from .config import ConfigError, TrainConfig
+DESCRIPTION = "Train hf-fiqa models (iqa, fiqa, recognition) with accelerate."
+EPILOG = "Overrides use dotted keys, e.g. optim.lr=1e-4 data.root=../shared/data/lfw max_steps=200."
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="train.py", description="Train hf-fiqa models (iqa, fiqa, recognition) with accelerate.",
-        epilog="Overrides use dotted keys, e.g. optim.lr=1e-4 data.root=../shared/data/lfw max_steps=200.")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file (see hub_configs/)")
     parser.add_argument("--resume", help="'latest' or a checkpoint folder")
     parser.add_argument("--output-dir", help="shortcut for output_dir=...")
     parser.add_argument("overrides", nargs="*", help="key=value")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model with accelerate (iqa, fiqa, recognition)",
+                                   description=DESCRIPTION, epilog=EPILOG)
+    _add_arguments(parser)
+    parser.set_defaults(func=lambda args: run(args, []), loads_models=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``train.py``: unknown flags get a hint (devices and precision are accelerate's), not argparse's usage."""
+    parser = argparse.ArgumentParser(prog="train.py", description=DESCRIPTION, epilog=EPILOG)
+    _add_arguments(parser)
     args, unknown = parser.parse_known_args(argv)
+    return run(args, unknown)
+
+
+def run(args: argparse.Namespace, unknown: list[str]) -> int:
     flags = [a for a in unknown if a.startswith("-")]
     if flags:
         print(f"train.py: {_unknown_flag_message(flags[0].split('=', 1)[0])}", file=sys.stderr)
@@ -28,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"resume={args.resume}")
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
+    from ..training.config import ConfigError, TrainConfig
+    from ..training.loop import train
+
     try:
         config = TrainConfig.from_file(args.config, overrides)
-        from .loop import train
 
         state = train(config)
     except ConfigError as exc:
