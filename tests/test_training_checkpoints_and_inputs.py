@@ -137,7 +137,7 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["empty_state", "truncated_state", "missing_model", "truncated_model"])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(checkpointed_run, tmp_path, damage):
-    from hf_fiqa.training.loop import checkpoint_problem, latest_checkpoint
+    from hf_fiqa.training.checkpoints import checkpoint_problem, latest_checkpoint
 
     out = _copy(checkpointed_run, tmp_path)
     newest = out / "checkpoints" / "step_6"
@@ -165,7 +165,7 @@ def test_resume_skips_a_damaged_checkpoint_and_finishes(checkpointed_run, shared
         assert train_main(_iqa_args(shared, out, "max_steps=6", "save_every=2", "eval_every=6", "keep_checkpoints=3",
                                     "--resume", "latest")) == 0
     assert "resumed from" in capsys.readouterr().out and _state(out)["global_step"] == 6
-    from hf_fiqa.training.loop import checkpoint_problem
+    from hf_fiqa.training.checkpoints import checkpoint_problem
 
     assert checkpoint_problem(out / "checkpoints" / "step_6") is None  # rewritten whole
 
@@ -185,7 +185,6 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint_complete(shared, tmp_
     """A save interrupted after accelerate wrote part of its files leaves no step_N folder, only a hidden partial
     one; the resumed run starts from the previous checkpoint and clears the leftovers."""
     import hf_fiqa.training.checkpoints as checkpoints
-    import hf_fiqa.training.loop as loop
 
     out = tmp_path / "run"
     real = checkpoints.replace_dir
@@ -200,7 +199,7 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint_complete(shared, tmp_
     with pytest.raises(KeyboardInterrupt):
         train_main(args)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [".step_4.partial", "step_2"]
-    assert loop.latest_checkpoint(out) == out / "checkpoints" / "step_2"
+    assert checkpoints.latest_checkpoint(out) == out / "checkpoints" / "step_2"
     monkeypatch.setattr(checkpoints, "replace_dir", real)
     assert train_main(args + ["--resume", "latest"]) == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_4", "step_6"]

@@ -28,8 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text, replace_dir
-from .checkpoints import (  # noqa: F401  (checkpoint_problem, latest_checkpoint: public here too)
-    CONFIG_FILE, STATE_FILE, check_output_dir, checkpoint_problem, latest_checkpoint, resume, resume_settings, save)
+from .checkpoints import CONFIG_FILE, STATE_FILE, check_output_dir, resume, resume_settings, save
 from .config import ConfigError, TrainConfig
 from .tasks import Task, make_task
 
