@@ -17,9 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # holding register()) and the command line sit on top.
 LAYERS: list[set[str]] = [
     {"io", "paths", "quality_scale", "atomic", "devices"},  # leaves: no hf_fiqa imports at all
-    {"faces"},
+    {"faces", "sharding"},
     {"models", "data"},
-    {"embedding", "labels", "hub"},
+    {"embedding", "labels", "hub", "components"},
     {"scorers"},
     {"metrics", "training", "export"},
     {"pipelines"},
@@ -144,12 +144,14 @@ def test_importing_any_package_registers_nothing():
         f"for name in {packages!r}: importlib.import_module(name)\n"
         "from transformers import CONFIG_MAPPING\n"
         "from transformers.pipelines import PIPELINE_REGISTRY\n"
-        "known = [t for t in ('maniqa', 'musiq', 'iresnet', 'dlib_resnet', 'mobilefacenet') if t in CONFIG_MAPPING]\n"
+        "known = [t for t in ('maniqa', 'musiq', 'iresnet', 'dlib_resnet', 'mobilefacenet', 'face_mesh')\n"
+        "         if t in CONFIG_MAPPING]\n"
         "assert not known, known\n"
         "assert 'face-image-quality' not in PIPELINE_REGISTRY.get_supported_tasks()\n"
         "import hf_fiqa\n"
         "hf_fiqa.register(); hf_fiqa.register()\n"
-        "assert all(t in CONFIG_MAPPING for t in ('maniqa', 'musiq', 'iresnet', 'dlib_resnet', 'mobilefacenet'))\n"
+        "assert all(t in CONFIG_MAPPING\n"
+        "           for t in ('maniqa', 'musiq', 'iresnet', 'dlib_resnet', 'mobilefacenet', 'face_mesh'))\n"
         "assert 'face-image-quality' in PIPELINE_REGISTRY.get_supported_tasks()\n"
         "print('ok')\n"
     )

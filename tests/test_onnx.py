@@ -89,7 +89,7 @@ def test_export_matches_torch_within_1e4(family, tmp_path):
     assert json.loads(meta["config"])["model_type"]
 
     # The scorer on the export gives the torch scorer's numbers, at several batch sizes (dynamic batch axis).
-    torch_scorer = load_scorer(str(folder))
+    torch_scorer = load_scorer(str(folder), backend="torch")
     faces = _faces(5, torch_scorer.crop_size)
     want = torch_scorer.score(faces)
     for source in (folder, out):  # a folder holding onnx/model.onnx, or the file itself (processor from metadata)
@@ -101,6 +101,21 @@ def test_export_matches_torch_within_1e4(family, tmp_path):
         np.testing.assert_allclose(scorer.score(faces[:1]), want[:1], atol=1e-4, rtol=1e-4)
     if family in ("maniqa", "musiq"):
         assert np.ptp(want) > 0  # the comparison is not between constants
+
+
+def test_auto_backend_runs_a_checked_export_on_cpu(tmp_path):
+    """The default backend: onnxruntime on the CPU once the folder holds an export, torch before and on request."""
+    from hf_fiqa.scorers import ModelQualityScorer, choose_backend
+    from hf_fiqa.scorers.onnx import OnnxQualityScorer
+
+    folder = _maniqa(tmp_path / "m")
+    assert choose_backend(str(folder), "cpu") == "torch"
+    assert isinstance(load_scorer(str(folder), device="cpu"), ModelQualityScorer)
+    export_onnx(folder, folder / "onnx" / "model.onnx")
+    assert isinstance(load_scorer(str(folder), device="cpu"), OnnxQualityScorer)
+    assert isinstance(load_scorer(str(folder), device="cpu", backend="torch"), ModelQualityScorer)
+    assert choose_backend(str(folder / "onnx" / "model.onnx"), "cpu") == "onnxruntime"
+    assert choose_backend(str(folder), "cuda") == "torch" and choose_backend("org/some-model", "cpu") == "torch"
 
 
 def test_maniqa_five_crop_and_calibrated_quality(tmp_path):

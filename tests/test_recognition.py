@@ -682,7 +682,8 @@ def test_embed_cli_aligned_identity_folder(tmp_path, tiny_model_dir, capsys):
 
 def test_embed_cli_resumes_after_interruption(tmp_path, tiny_model_dir, monkeypatch):
     make_identity_folder(tmp_path / "faces", n_ids=4, per_id=3)  # 13 rows -> shards of 3: 5 shards
-    common = [str(tmp_path / "faces"), "--model", str(tiny_model_dir), "--aligned", "--shard-size", "3", "--batch-size", "2"]
+    # One batch per shard, so the n-th call of embed_crops is the n-th shard.
+    common = [str(tmp_path / "faces"), "--model", str(tiny_model_dir), "--aligned", "--shard-size", "3", "--batch-size", "3"]
     assert run_cli(*common, "--output", str(tmp_path / "reference")) == 0
 
     calls = {"n": 0}
@@ -698,8 +699,9 @@ def test_embed_cli_resumes_after_interruption(tmp_path, tiny_model_dir, monkeypa
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run_cli(*common, "--output", str(out))
-    progress = json.loads((out / ".embed_shards" / "progress.json").read_text())
-    assert progress["done"] == 2 and not (out / "embeddings.npy").exists()
+    shards = out / ".embed_shards"
+    assert sorted(p.name for p in shards.glob("shard_*")) == [f"shard_00000{s}.{x}" for s in (0, 1) for x in ("csv", "npy")]
+    assert json.loads((shards / "state.json").read_text())["shard_size"] == 3 and not (out / "embeddings.npy").exists()
 
     seen = []
 

@@ -6,7 +6,8 @@ imports nothing from hf-fiqa):
 * :func:`atomic_write` / :func:`atomic_write_text`: the bytes go to a temporary file in the target's own
   folder and are moved onto the final name with :func:`os.replace` once complete;
 * :class:`AtomicTextFile`: a text file written over time (rows), moved into place by ``commit`` or kept as
-  ``NAME.partial`` by ``abort``; :class:`RowWriter` writes CSV / JSONL rows through it (or to stdout);
+  ``NAME.partial`` by ``abort``; :class:`RowWriter` writes CSV / JSONL rows through it (or to stdout), and
+  :func:`read_row_file` reads them back;
 * :func:`save_figure`: a matplotlib figure through :func:`atomic_write`;
 * :class:`StagedFolder` and :func:`replace_dir`: a whole folder built under a hidden name beside its
   destination and renamed into place, replacing an earlier one.
@@ -144,16 +145,17 @@ class RowWriter:
     """CSV or JSONL (by suffix) to a file, written atomically, or CSV to stdout.
 
     Call :meth:`close` with ``ok=True`` to move the finished file into place; ``ok=False`` (an interruption)
-    keeps the rows written so far as ``OUTPUT.partial``.
+    keeps the rows written so far as ``OUTPUT.partial`` (unless ``keep_partial=False``: a shard that is simply
+    computed again).
     """
 
-    def __init__(self, output: str | os.PathLike | None, columns: list[str]):
+    def __init__(self, output: str | os.PathLike | None, columns: list[str], keep_partial: bool = True):
         self.columns = columns
         self.output = Path(output) if output else None
         self.jsonl = self.output is not None and self.output.suffix.lower() == ".jsonl"
         self.file: AtomicTextFile | None = None
         if self.output is not None:
-            self.file = AtomicTextFile(self.output)
+            self.file = AtomicTextFile(self.output, keep_partial=keep_partial)
             self.handle: IO[str] = self.file.handle
         else:
             self.handle = sys.stdout
@@ -172,12 +174,30 @@ class RowWriter:
             self.csv.writerow(row)
         self.handle.flush()
 
+    def append_rows_of(self, path: str | os.PathLike) -> None:
+        """Copy the rows of ``path``, a file another RowWriter wrote with the same columns and format, without
+        its header: text as written, so merged shards are byte for byte the rows one writer would have made."""
+        with open(path, newline="", encoding=TEXT_ENCODING, errors=TEXT_ERRORS) as source:
+            if not self.jsonl:
+                source.readline()  # the header (column names never hold a line break)
+            shutil.copyfileobj(source, self.handle)
+        self.handle.flush()
+
     def close(self, ok: bool = True) -> Path | None:
         """Finish: the output file when ``ok``, else the ``.partial`` file kept (or None)."""
         if self.file is None:
             self.handle.flush()
             return None
         return self.file.commit() if ok else self.file.abort()
+
+
+def read_row_file(path: str | os.PathLike) -> list[dict]:
+    """The rows of a file :class:`RowWriter` wrote: CSV values as text, JSONL values as JSON gave them."""
+    path = Path(path)
+    with open(path, newline="", encoding=TEXT_ENCODING, errors=TEXT_ERRORS) as fh:
+        if path.suffix.lower() == ".jsonl":
+            return [json.loads(line) for line in fh if line.strip()]
+        return list(csv.DictReader(fh))
 
 
 # -- folders -------------------------------------------------------------------------------------------------------

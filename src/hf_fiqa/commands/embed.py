@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import OutputError, UsageError, add_device_args, add_progress_args, check_output_dir, fail, positive_int
+from .options import (
+    OutputError,
+    UsageError,
+    add_device_args,
+    add_progress_args,
+    add_workers_arg,
+    check_output_dir,
+    fail,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,42 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=positive_int, default=1024, help="rows per resumable shard (default 1024)")
     add_device_args(p)
     p.add_argument("--flip", action="store_true", help="add the embedding of the mirrored face (insightface evaluation protocol)")
-    p.add_argument("--workers", type=positive_int, default=2, help="threads reading images (default 2)")
+    add_workers_arg(p)
     p.add_argument("--detector-weights", default=None, help="YuNet ONNX file (default: $HF_FIQA_DETECTOR_WEIGHTS or the HF Hub cache)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results or an unfinished run in OUTPUT")
     add_progress_args(p)
     p.set_defaults(func=run_embed_command, loads_models=True)
-
-
-def _aligned_preparer():
-    """Read an already aligned crop as it is (the recognizer's processor resizes it)."""
-    import numpy as np
-
-    from ..io import ImageReadError, load_image
-    from ..embedding.job import PreparedFace
-
-    def prepare(item: Any) -> PreparedFace:
-        try:
-            return PreparedFace(np.ascontiguousarray(np.asarray(load_image(item.file))))
-        except ImageReadError as exc:
-            return PreparedFace(None, error=exc.reason)
-
-    return prepare
-
-
-def _detecting_preparer(cropper: Any, spec: Any):
-    """The largest face of each photo (the subject, in identity datasets), aligned to ``spec``."""
-    from ..embedding.job import PreparedFace
-
-    def prepare(item: Any) -> PreparedFace:
-        photo = cropper(item.file, specs=(spec,), select="largest")
-        if photo.error:
-            return PreparedFace(None, error=photo.error)
-        if not photo.faces:
-            return PreparedFace(None, error=photo.reason or "no face detected", n_faces=photo.n_detected)
-        return PreparedFace(photo.crops[spec][0].crop, n_faces=photo.n_detected, det_score=float(photo.faces[0].score))
-
-    return prepare
 
 
 def run_embed_command(args: argparse.Namespace) -> int:
@@ -85,17 +63,22 @@ def run_embed_command(args: argparse.Namespace) -> int:
     from .options import resolve_device, torch_dtype
     from ..embedding.embedder import RecognitionEmbedder
     from ..embedding.inputs import list_inputs
-    from ..embedding.job import OutputConflictError, run_embedding
+    from ..embedding.job import run_embedding
+    from ..embedding.prepare import DetectAndAlign, ReadAlignedCrop
+    from ..sharding import OutputConflictError, process_group
 
-    for name in ("batch_size", "shard_size", "workers"):
+    for name in ("batch_size", "shard_size"):
         if getattr(args, name) <= 0:
             return fail("embed", f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.workers < 0:
+        return fail("embed", f"--workers must be 0 or more, got {args.workers}")
     try:
         check_output_dir(args.output, inputs=[args.input], create=False)
         items, layout = list_inputs(args.input, args.layout, exclude=(args.output,))
         if not items:
             raise UsageError(f"no images found in {args.input}")
-        device = resolve_device(args.device)
+        group = process_group()
+        device = resolve_device(args.device, group)
         dtype = torch_dtype(getattr(args, "dtype", None))
     except (ValueError, OutputError) as exc:
         return fail("embed", exc)
@@ -121,7 +104,7 @@ def run_embed_command(args: argparse.Namespace) -> int:
     if dtype is not None:
         settings["dtype"] = str(dtype).replace("torch.", "")
     if args.aligned:
-        prepare = _aligned_preparer()
+        prepare = ReadAlignedCrop()
     else:
         from ..faces import FaceCropper, YuNetDetector
 
@@ -133,21 +116,25 @@ def run_embed_command(args: argparse.Namespace) -> int:
         spec = CropSpec(embedder.crop_size, embedder.crop_template)
         if spec.template is not None:
             settings["template"] = spec.template
-        prepare = _detecting_preparer(FaceCropper(detector), spec)
+        prepare = DetectAndAlign(FaceCropper(detector), spec)
     try:
-        check_output_dir(args.output, inputs=[args.input])  # created only now that everything else is valid
+        if group.is_main:  # created only now that everything else is valid
+            check_output_dir(args.output, inputs=[args.input])
+        group.barrier()
         summary = run_embedding(
             items, prepare, embedder.embed_crops, embedder.embedding_size, args.output, settings,
-            shard_size=args.shard_size, fmt=args.fmt, workers=args.workers, overwrite=args.overwrite,
-            progress=not args.no_progress,
+            shard_size=args.shard_size, batch_size=args.batch_size, fmt=args.fmt, workers=args.workers,
+            overwrite=args.overwrite, progress=not args.no_progress and group.is_main, group=group,
         )
     except (OutputConflictError, OutputError, RuntimeError) as exc:
         return fail("embed", exc)
+    if not summary.merged:  # another process of a launch: its shards are written, the main process reports
+        return 0
     files = ", ".join(str(p) for p in summary.output_files)
     if summary.already_complete:
         print(f"{args.output} already holds the complete results of this run: {files}")
     else:
-        resumed = f" (resumed at row {summary.resumed_from_row})" if summary.resumed_from_row else ""
+        resumed = f" ({summary.resumed_from_row} rows were done by an earlier run)" if summary.resumed_from_row else ""
         print(f"embedded {summary.n_ok} of {summary.n_rows} images ({layout} layout){resumed} -> {files}")
     if summary.failures:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in summary.failures.most_common(5))

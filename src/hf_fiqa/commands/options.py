@@ -5,7 +5,7 @@
   refused unless ``--overwrite``), :func:`check_output_folder_free` (a folder that already holds a result) and
   :func:`check_new_output_folder` (a folder the command writes as a whole, see
   :class:`hf_fiqa.atomic.StagedFolder`);
-* argparse types for numbers (:func:`whole_number`, :func:`positive_int`, :func:`positive_float`);
+* argparse types for numbers (:func:`whole_number`, :func:`positive_int`, ``non_negative_int``, :func:`positive_float`);
 * ``--device`` / ``--dtype`` / ``--no-progress`` declared the same way everywhere, and resolved
   (:func:`resolve_device`, :func:`torch_dtype`);
 * inputs given as URLs (:func:`is_url`, :func:`reject_urls`) and the one error line a command prints
@@ -167,6 +167,7 @@ def whole_number(minimum: int = 1, word: str | None = None, word_value: Any = No
 
 
 positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 def positive_float(text: str) -> float:
@@ -193,17 +194,35 @@ def add_device_args(parser: argparse.ArgumentParser, dtype: bool = True) -> None
                             help="model precision (default: the saved model's, float32)")
 
 
+#: DataLoader worker processes by default for ``embed`` and ``score``: one prepares photos while the model runs
+#: (measured on 2 cores in bench/bench_scale_out.py; see the README's "At scale").
+DEFAULT_WORKERS = 1
+
+
+def add_workers_arg(parser: argparse.ArgumentParser) -> None:
+    """``--workers``: the processes that decode, detect and align photos while the model runs."""
+    parser.add_argument("--workers", type=non_negative_int, default=DEFAULT_WORKERS,
+                        help="DataLoader worker processes that decode, detect and align photos while the model runs "
+                             f"(0: everything in the main process; default {DEFAULT_WORKERS})")
+
+
 def add_progress_args(parser: argparse.ArgumentParser) -> None:
     """``--no-progress`` everywhere; ``--quiet`` kept as a hidden alias."""
     parser.add_argument("--no-progress", dest="no_progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
 
 
-def resolve_device(name: str | None) -> str:
-    """The device a command runs on: ``name`` checked, or CUDA when available, else CPU (imports torch)."""
+def resolve_device(name: str | None, group: Any = None) -> str:
+    """The device a command runs on: ``name`` checked, or CUDA when available, else CPU (imports torch).
+
+    Under a multi-process launch (``group``: a :class:`hf_fiqa.sharding.ProcessGroup` of several processes) the
+    default and a bare ``cuda`` mean this process's own GPU (``cuda:LOCAL_RANK``), as accelerate assigns it."""
     import torch
 
-    if name is None or str(name).strip() == "":
+    launched = getattr(group, "world", 1) > 1 and getattr(group, "device", None)
+    if name is None or str(name).strip() == "" or (launched and str(name).strip() == "cuda"):
+        if launched:
+            return str(group.device)
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(str(name))

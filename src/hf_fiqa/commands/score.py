@@ -1,7 +1,10 @@
-"""``hf-fiqa score`` (photos) and ``hf-fiqa video``: rows per face, written as they are produced.
+"""``hf-fiqa score`` (photos) and ``hf-fiqa video``: rows per face.
 
 Every argument and output location is checked before a model is loaded or a frame decoded (see
 :mod:`hf_fiqa.commands.options`); outputs are written under a temporary name and moved into place when complete.
+``score --output`` goes through resumable shards (:mod:`hf_fiqa.sharding`): ``accelerate launch -m hf_fiqa.cli
+score ...`` splits the photos over processes, and an interrupted run computes only what is missing; without
+``--output`` the rows stream to stdout from one process.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from .options import (
     UsageError,
     add_device_args,
     add_progress_args,
+    add_workers_arg,
     check_output_file,
     fail,
     is_url,
@@ -75,16 +79,19 @@ def apply_dtype(scorer: Any, dtype: Any) -> None:
         holder.dtype = dtype
 
 
-def _analyzer(args: argparse.Namespace):
+def _analyzer(args: argparse.Namespace, group: Any = None):
     """Load the scorer and detector; problems become :class:`UsageError` (a message, not a traceback)."""
     from ..scorers import load_scorer
     from ..pipelines.face_quality import FaceQualityAnalyzer
 
-    device = resolve_device(args.device)
+    from ..scorers.onnx import OnnxQualityScorer
+
+    device = resolve_device(args.device, group)
     dtype = torch_dtype(getattr(args, "dtype", None))
+    backend = "torch" if args.backend == "auto" and dtype is not None else args.backend  # --dtype is torch's
     try:
-        scorer = load_scorer(args.model, device=device, batch_size=args.batch_size, backend=args.backend)
-        if args.backend == "torch":
+        scorer = load_scorer(args.model, device=device, batch_size=args.batch_size, backend=backend)
+        if not isinstance(scorer, OnnxQualityScorer):
             apply_dtype(scorer, dtype)
         analyzer = FaceQualityAnalyzer(scorer, detector_weights=args.detector_weights,
                                        largest_face_only=args.largest_face_only, min_face_size=args.min_face_size)
@@ -122,7 +129,103 @@ def write_histogram(values: list[float], path: str | os.PathLike, title: str) ->
     return save_figure(fig, path)
 
 
+class ScoreTally:
+    """What ``hf-fiqa score`` reports at the end, counted from the rows it wrote (streamed or merged shards)."""
+
+    def __init__(self) -> None:
+        self.faces = self.no_face = self.failed = self.skipped = 0
+        self.qualities: list[float] = []
+
+    def add(self, row: dict) -> None:
+        status = row.get("status")
+        if status == "ok":
+            self.faces += 1
+            self.qualities.append(float(row["quality"]))
+        elif status == "error":
+            self.failed += 1
+        elif status == "no_face":
+            self.no_face += 1
+        elif status == "skipped":
+            self.skipped += 1
+
+
+def _score_in_shards(args: argparse.Namespace, analyzer: Any, inputs: list[str], skipped: list[tuple[str, str]],
+                     output: Path, group: Any) -> int:
+    """Score ``inputs`` into ``output`` through resumable shards (:mod:`hf_fiqa.sharding`), this process's share
+    of them; the main process then writes ``output``: the skipped entries, then every shard in order.
+    Returns how many photos an earlier, interrupted run had already scored."""
+    from tqdm.auto import tqdm
+
+    from ..sharding import ShardedRun, fingerprint, prepared_batches
+
+    suffix = output.suffix.lower()
+    settings = {
+        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model),
+        "scorer": type(analyzer.scorer).__name__, "dtype": getattr(args, "dtype", None),
+        "detector": repr(analyzer.detector),
+        "largest_face_only": bool(args.largest_face_only), "min_face_size": float(args.min_face_size),
+        "columns": FACE_COLUMNS, "format": suffix,
+    }
+    run = ShardedRun(output.parent / f".{output.name}.shards", len(inputs), args.shard_size,
+                     fingerprint(inputs, settings), (suffix,), group)
+    run.open(overwrite=args.overwrite)
+    resumed = run.rows_done()
+    mine = run.mine()
+    bar = tqdm(total=sum(len(run.rows(s)) for s in mine), initial=run.rows_done(mine), unit="photo",
+               desc=" ".join(filter(None, ("scoring faces", group.describe()))),
+               disable=args.no_progress or not group.is_main)
+    writer = None
+    try:
+        for batch in prepared_batches(inputs, analyzer.preparer(), run.batches(args.batch_size), args.workers):
+            if writer is None:
+                writer = RowWriter(run.path(batch.shard, suffix), FACE_COLUMNS, keep_partial=False)
+            for record in analyzer.score_chunk(batch.prepared, bar, args.batch_size):
+                for row in record_rows(record):
+                    writer.write(row)
+            if batch.last:
+                writer.close(ok=True)
+                writer = None
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close(ok=False)
+    run.wait_for_all()
+    if group.is_main:
+        merged = RowWriter(output, FACE_COLUMNS, keep_partial=False)
+        try:
+            for path, reason in skipped:
+                merged.write({"path": path, "status": "skipped", "reason": reason})
+            for shard in range(run.n_shards):
+                merged.append_rows_of(run.path(shard, suffix))
+        except BaseException:
+            merged.close(ok=False)
+            raise
+        merged.close(ok=True)
+        run.remove()
+    return resumed
+
+
+def _score_to_stdout(args: argparse.Namespace, analyzer: Any, inputs: list[str], skipped: list[tuple[str, str]],
+                     tally: ScoreTally) -> None:
+    writer = RowWriter(None, FACE_COLUMNS)
+    rows = [{"path": path, "status": "skipped", "reason": reason} for path, reason in skipped]
+    for record in analyzer.iter_records(inputs, progress=not args.no_progress, total=len(inputs),
+                                        batch_size=args.batch_size, workers=args.workers):
+        rows.extend(record_rows(record))
+        for row in rows:
+            writer.write(row)
+            tally.add(row)
+        rows = []
+    for row in rows:  # only skipped entries, when there was no input to score
+        writer.write(row)
+        tally.add(row)
+    writer.close()
+
+
 def run_score(args: argparse.Namespace) -> int:
+    from ..atomic import read_row_file
+    from ..sharding import OutputConflictError, process_group
+
     try:
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
@@ -135,34 +238,30 @@ def run_score(args: argparse.Namespace) -> int:
                                       overwrite=args.overwrite, what="--histogram")
         if not inputs and not skipped:
             raise UsageError("no input files found")
-        analyzer = _analyzer(args)
+        group = process_group()
+        if group.world > 1 and output is None:
+            raise UsageError(f"{group.world} processes write one result: give --output FILE.csv or FILE.jsonl")
+        analyzer = _analyzer(args, group)
     except (UsageError, OutputError) as exc:
         return fail("score", exc)
-    writer = RowWriter(output, FACE_COLUMNS)
-    failed = faces = no_face = 0
-    qualities: list[float] = []
-    ok = False
-    try:
-        for path, reason in skipped:
-            writer.write({"path": path, "status": "skipped", "reason": reason})
-        for record in analyzer.iter_records(inputs, progress=not args.no_progress, total=len(inputs),
-                                            batch_size=args.batch_size):
-            failed += bool(record["error"])
-            no_face += bool(not record["error"] and not record["faces"])
-            faces += len(record["faces"])
-            qualities.extend(face["quality"] for face in record["faces"])
-            for row in record_rows(record):
-                writer.write(row)
-        ok = True
-    finally:
-        kept = writer.close(ok=ok)
-        if not ok and kept is not None:
-            print(f"hf-fiqa score: stopped; the rows written so far are in {kept}", file=sys.stderr)
+    tally, resumed = ScoreTally(), 0
+    if output is None:
+        _score_to_stdout(args, analyzer, inputs, skipped, tally)
+    else:
+        try:
+            resumed = _score_in_shards(args, analyzer, inputs, skipped, output, group)
+        except (OutputConflictError, RuntimeError) as exc:
+            return fail("score", exc)
+        if not group.is_main:  # another process of a launch: its shards are written, the main process reports
+            return 0
+        for row in read_row_file(output):
+            tally.add(row)
     if histogram is not None:
-        write_histogram(qualities, histogram, f"{faces} faces in {len(inputs)} inputs")
-    print(f"{len(inputs)} inputs: {faces} faces scored, {no_face} without a face, {failed} failed"
-          f"{f', {len(skipped)} entries skipped' if skipped else ''}; {_percentiles(qualities)}", file=sys.stderr)
-    return 1 if failed or skipped else 0
+        write_histogram(tally.qualities, histogram, f"{tally.faces} faces in {len(inputs)} inputs")
+    print(f"{len(inputs)} inputs: {tally.faces} faces scored, {tally.no_face} without a face, {tally.failed} failed"
+          f"{f', {tally.skipped} entries skipped' if tally.skipped else ''}; {_percentiles(tally.qualities)}"
+          f"{f' ({resumed} photos were scored by an earlier run)' if resumed else ''}", file=sys.stderr)
+    return 1 if tally.failed or tally.skipped else 0
 
 
 def run_video(args: argparse.Namespace) -> int:
@@ -217,9 +316,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="FILE.csv or FILE.jsonl (default: CSV on stdout)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="faces per forward pass")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                         help="onnxruntime: run an `hf-fiqa export onnx` export (a .onnx file, or a model folder "
-                             "holding onnx/model.onnx); needs pip install 'hf-fiqa[onnx]'")
+                             "holding onnx/model.onnx); needs pip install 'hf-fiqa[onnx]'. auto (default): "
+                             "onnxruntime on the CPU when the model folder holds such an export, else torch")
     add_device_args(parser)
     parser.add_argument("--detector-weights", default=None, help="YuNet ONNX file (else $HF_FIQA_DETECTOR_WEIGHTS, else the Hub)")
     parser.add_argument("--largest-face-only", action="store_true")
@@ -232,6 +332,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("paths", nargs="+")
     _common(score)
     score.add_argument("--histogram", default=None, help="PNG histogram of the face qualities")
+    add_workers_arg(score)
+    score.add_argument("--shard-size", type=positive_int, default=1024,
+                       help="photos per resumable shard when writing --output (default 1024); an interrupted run "
+                            "started again with the same arguments computes only the missing shards")
     score.set_defaults(func=run_score, loads_models=True)
 
     video = subparsers.add_parser("video", help="score the main face across a video's frames")

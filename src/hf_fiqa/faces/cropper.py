@@ -131,3 +131,17 @@ class FaceCropper:
               specs: Iterable[int | CropSpec]) -> dict[int | CropSpec, list[AlignedFace]]:
         """Align faces chosen elsewhere (the video tracker picks its own)."""
         return align_faces(rgb, faces, sizes=specs, border=self.border)
+
+
+@dataclass
+class CropTask:
+    """One :class:`FaceCropper` call with fixed options, as an object: what a DataLoader worker process runs on
+    each photo of a batch (it is pickled there, and the detector rebuilds its OpenCV object on arrival)."""
+
+    cropper: FaceCropper
+    specs: tuple[int | CropSpec, ...]
+    select: Selection = "all"
+    min_face_size: float = 0.0
+
+    def __call__(self, item: Any) -> CroppedPhoto:
+        return self.cropper(item, specs=self.specs, select=self.select, min_face_size=self.min_face_size)

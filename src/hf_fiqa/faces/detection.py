@@ -296,6 +296,15 @@ class YuNetDetector(ScaledFaceDetector):
         self._lock = threading.Lock()
         self._model = self._build()
 
+    def __getstate__(self) -> dict:
+        """Pickled without the OpenCV object (it cannot be): a DataLoader worker process rebuilds its own."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_model")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._model = self._build()
+
     def _build(self) -> "cv2.FaceDetectorYN":
         try:
             return cv2.FaceDetectorYN.create(

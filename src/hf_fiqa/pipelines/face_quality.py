@@ -27,10 +27,11 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import Pipeline
 
-from ..faces.cropper import NO_FACE, CroppedPhoto, FaceCropper
+from ..faces.cropper import NO_FACE, CroppedPhoto, CropTask, FaceCropper
 from ..faces.types import AlignedFace
 from ..io import ImageReadError, describe, load_image
 from ..scorers import QualityScorer, crop_spec, scorer_for_model
+from ..sharding import prepared_batches
 
 __all__ = ["NO_FACE", "FaceQualityAnalyzer", "FaceQualityPipeline", "ScoredPhoto"]
 
@@ -81,10 +82,7 @@ class FaceQualityAnalyzer:
     # -- stages -------------------------------------------------------------------------------------------------
     def prepare(self, item: Any, largest_face_only: bool | None = None, min_face_size: float | None = None) -> ScoredPhoto:
         """Decode, detect and align one photo; failures become a record, never an exception."""
-        largest = self.largest_face_only if largest_face_only is None else largest_face_only
-        photo = self.cropper(item, specs=(crop_spec(self.scorer),), select="largest" if largest else "all",
-                             min_face_size=self.min_face_size if min_face_size is None else float(min_face_size))
-        return ScoredPhoto(photo)
+        return ScoredPhoto(self.preparer(largest_face_only, min_face_size)(item))
 
     def score_prepared(self, photos: Sequence[ScoredPhoto], batch_size: int | None = None) -> None:
         """Score the faces of several photos in one go (the scorer batches them)."""
@@ -122,29 +120,37 @@ class FaceQualityAnalyzer:
                      f"({', '.join(broken)})")
         return {"input": photo.source, "faces": faces, "reason": photo.reason, "error": error}
 
+    def preparer(self, largest_face_only: bool | None = None, min_face_size: float | None = None) -> CropTask:
+        """Decoding, detection and alignment with these options, as an object DataLoader workers run (see
+        :mod:`hf_fiqa.sharding`); :meth:`score_chunk` takes what it returns."""
+        largest = self.largest_face_only if largest_face_only is None else bool(largest_face_only)
+        smallest = self.min_face_size if min_face_size is None else float(min_face_size)
+        return CropTask(self.cropper, (crop_spec(self.scorer),), "largest" if largest else "all", smallest)
+
     # -- entry points -------------------------------------------------------------------------------------------
     def iter_records(self, items: Iterable[Any], progress: bool = False, total: int | None = None,
                      largest_face_only: bool | None = None, min_face_size: float | None = None,
-                     batch_size: int | None = None) -> Iterator[dict]:
+                     batch_size: int | None = None, workers: int = 0) -> Iterator[dict]:
         """Yield one record per input, in input order.
 
-        Photos are decoded and aligned ``chunk_size`` at a time; their faces are scored ``batch_size`` at a time
-        and each photo's record is yielded as soon as its last face is scored, so progress moves per batch of
-        faces, not per chunk.
+        Photos are decoded and aligned ``chunk_size`` at a time (in ``workers`` DataLoader processes while the
+        model scores the previous chunk; 0: in this process); their faces are scored ``batch_size`` at a time and
+        each photo's record is yielded as soon as its last face is scored, so progress moves per batch of faces.
         """
+        items = items if isinstance(items, Sequence) else list(items)
+        chunks = [(None, list(range(start, min(start + self.chunk_size, len(items)))))
+                  for start in range(0, len(items), self.chunk_size)]
         bar = tqdm(total=total, unit="photo", disable=not progress, desc="scoring faces")
-        chunk: list[ScoredPhoto] = []
         try:
-            for item in items:
-                chunk.append(self.prepare(item, largest_face_only, min_face_size))
-                if len(chunk) >= self.chunk_size:
-                    yield from self._flush(chunk, bar, batch_size)
-                    chunk = []
-            yield from self._flush(chunk, bar, batch_size)
+            for batch in prepared_batches(items, self.preparer(largest_face_only, min_face_size), chunks, workers):
+                yield from self.score_chunk(batch.prepared, bar, batch_size)
         finally:
             bar.close()
 
-    def _flush(self, chunk: list[ScoredPhoto], bar: Any, batch_size: int | None) -> Iterator[dict]:
+    def score_chunk(self, photos: Sequence[CroppedPhoto], bar: Any = None, batch_size: int | None = None) -> Iterator[dict]:
+        """The records of cropped photos (from :meth:`preparer`), in order, each yielded once its faces are scored
+        (``batch_size`` faces per forward pass); ``bar`` (tqdm) moves one step per photo."""
+        chunk = [ScoredPhoto(photo) for photo in photos]
         spec = crop_spec(self.scorer)
         crops, ends = [], []
         for p in chunk:
@@ -160,14 +166,16 @@ class FaceQualityAnalyzer:
                 first = ends[ready - 1] if ready else 0
                 if photo.photo.crops.get(spec):
                     photo.scores = scores[first:ends[ready]].copy()
-                bar.update(1)
+                if bar is not None:
+                    bar.update(1)
                 yield self.to_record(photo)
                 ready += 1
             if start >= len(crops):
                 break
             batch = crops[start:start + step]
             scores[start:start + len(batch)] = np.asarray(self.scorer.score(batch, batch_size=step), dtype=np.float64)
-            bar.set_postfix_str(f"{start + len(batch)} faces", refresh=False)
+            if bar is not None:
+                bar.set_postfix_str(f"{start + len(batch)} faces", refresh=False)
             start += len(batch)
 
     def score_aligned(self, items: Sequence[Any], batch_size: int | None = None) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .baselines import (
@@ -21,6 +22,7 @@ from .baselines import (
     SharpnessScorer,
     make_baseline,
 )
+from .onnx import ONNX_FILENAMES
 from .protocol import QualityScorer, crop_spec
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "QualityScorer",
     "RandomScorer",
     "SharpnessScorer",
+    "choose_backend",
     "crop_spec",
     "is_recognizer",
     "load_scorer",
@@ -79,21 +82,45 @@ def scorer_for_model(model: Any, image_processor: Any, device: Any = None, batch
     return ModelQualityScorer(model, image_processor, device=device, batch_size=batch_size)
 
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
-def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16, backend: str = "torch") -> QualityScorer:
+def choose_backend(name_or_path: str, device: Any = None) -> str:
+    """What ``backend="auto"`` runs: onnxruntime on the CPU when an ``hf-fiqa export onnx`` export is at hand
+    locally (an ``.onnx`` file, or a folder holding ``onnx/model.onnx`` or ``model.onnx``; every export is checked
+    against torch within 1e-4 when written) and onnxruntime is installed, since it was measured faster there at
+    equal scores (README, "At scale"); torch otherwise: on GPUs, for Hub ids (an export would be a second
+    download), and for folders without an export."""
+    import importlib.util
+
+    import torch
+
+    on_cpu = str(device).startswith("cpu") if device is not None else not torch.cuda.is_available()
+    if not on_cpu or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    path = Path(name_or_path)
+    if path.is_file() and path.suffix == ".onnx":
+        return "onnxruntime"
+    if path.is_dir() and any((path / name).is_file() for name in ONNX_FILENAMES):
+        return "onnxruntime"
+    return "torch"
+
+
+def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16, backend: str = "auto") -> QualityScorer:
     """A scorer from a baseline name (see :data:`BASELINES`) or a model folder / Hub id.
 
     Models load with their own code and processor (``trust_remote_code=True``), so any saved
     hf-fiqa model works without knowing its family here. ``backend="onnxruntime"`` runs an
     ``hf-fiqa export onnx`` export instead (an ``.onnx`` file, or a folder / Hub id holding
     ``onnx/model.onnx`` or ``model.onnx``): see :class:`~hf_fiqa.scorers.onnx.OnnxQualityScorer`.
+    ``backend="auto"`` (the default) picks one by :func:`choose_backend`.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if name_or_path in BASELINES:
         return make_baseline(name_or_path)
+    if backend == "auto":
+        backend = choose_backend(name_or_path, device)
     if backend == "onnxruntime":
         from .onnx import OnnxQualityScorer
 
