@@ -61,15 +61,24 @@ def run_converter(name: str, converter: Converter, args: argparse.Namespace) -> 
         src = args.src if args.src is not None else "the default checkpoint"
         print(f"hf-fiqa convert {name}: cannot read {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    if (Path(args.dst) / "config.json").is_file():  # a saved model folder: make it Hub-native for its kind
+        package_converted(args.dst, converter.kind, converted_from=str(args.src or "the default checkpoint"))
+    print(f"converted {args.src if args.src is not None else '(default checkpoint)'} -> {args.dst} ({summary})")
+    return 0
+
+
+def package_converted(dst: str | Path, kind: str, converted_from: str) -> None:
+    """What a saved folder gets beside the converter's own files, by the converter's ``kind``
+    (:data:`hf_fiqa.models.conversion.KINDS`): a quality model the ``face-image-quality`` pipeline code and a
+    quality card, a recognizer a recognition card; a landmark model stays the plain model folder the converter
+    saved (model, config, processor and their code), since :mod:`hf_fiqa.hub` has no card for landmark models."""
+    if kind == "landmarks":
+        return
     import shlex
 
     from ..hub import package_quality_model, write_model_card
-    from ..scorers import is_recognizer
 
-    if (Path(args.dst) / "config.json").is_file():  # a saved model folder: Hub-native, with its card
-        if not is_recognizer(getattr(model, "config", None)):
-            package_quality_model(args.dst, write_card=False)
-        write_model_card(args.dst, task=None, converted_from=str(args.src or "the default checkpoint"),
-                         command=shlex.join(["hf-fiqa", *sys.argv[1:]]))
-    print(f"converted {args.src if args.src is not None else '(default checkpoint)'} -> {args.dst} ({summary})")
-    return 0
+    if kind == "quality":
+        package_quality_model(dst, write_card=False)
+    write_model_card(dst, task="recognition" if kind == "recognizer" else None, converted_from=converted_from,
+                     command=shlex.join(["hf-fiqa", *sys.argv[1:]]))

