@@ -60,24 +60,17 @@ RIGHT_EYE = [362, 385, 387, 263, 373, 380]
 SIZE = 192
 
 
-def window_crop(photo: np.ndarray, x0: int, y0: int, k: int, turn: int = 0) -> np.ndarray:
-    """The ``SIZE`` x ``SIZE`` uint8 crop of the window at ``(x0, y0)`` of side ``SIZE * k`` (integer arithmetic).
+def _fixture_script():
+    """The script that wrote the fixture: its integer-only ``window_crop`` rebuilds the inputs bit for bit."""
+    import importlib.util
 
-    A copy of ``window_crop`` in ``fixtures/face_mesh/make_face_mesh_fixture.py``; keep the two identical.
-    """
-    side = SIZE * k
-    height, width = photo.shape[:2]
-    pad = ((max(0, -y0), max(0, y0 + side - height)), (max(0, -x0), max(0, x0 + side - width)), (0, 0))
-    padded = np.pad(photo, pad, mode="edge")
-    top, left = y0 + pad[0][0], x0 + pad[1][0]
-    window = padded[top:top + side, left:left + side].astype(np.int64)
-    blocks = window.reshape(SIZE, k, SIZE, k, 3).sum(axis=(1, 3))
-    crop = ((blocks + (k * k) // 2) // (k * k)).astype(np.uint8)
-    if turn == 1:
-        crop = np.rot90(crop)
-    elif turn == 2:
-        crop = crop[:, ::-1]
-    return np.ascontiguousarray(crop)
+    spec = importlib.util.spec_from_file_location("make_face_mesh_fixture", FIXTURE.parent / "make_face_mesh_fixture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+window_crop = _fixture_script().window_crop
 
 
 def _tiny_model(seed: int = 0, **overrides) -> FaceMeshModel:
