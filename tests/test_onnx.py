@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -116,6 +117,9 @@ def test_auto_backend_runs_a_checked_export_on_cpu(tmp_path):
     assert isinstance(load_scorer(str(folder), device="cpu", backend="torch"), ModelQualityScorer)
     assert choose_backend(str(folder / "onnx" / "model.onnx"), "cpu") == "onnxruntime"
     assert choose_backend(str(folder), "cuda") == "torch" and choose_backend("org/some-model", "cpu") == "torch"
+    later = (folder / "onnx" / "model.onnx").stat().st_mtime + 10
+    os.utime(folder / "config.json", (later, later))  # recalibrated after the export: the export is stale
+    assert choose_backend(str(folder), "cpu") == "torch"
 
 
 def test_maniqa_five_crop_and_calibrated_quality(tmp_path):

@@ -90,7 +90,8 @@ def choose_backend(name_or_path: str, device: Any = None) -> str:
     locally (an ``.onnx`` file, or a folder holding ``onnx/model.onnx`` or ``model.onnx``; every export is checked
     against torch within 1e-4 when written) and onnxruntime is installed, since it was measured faster there at
     equal scores (README, "At scale"); torch otherwise: on GPUs, for Hub ids (an export would be a second
-    download), and for folders without an export."""
+    download), for folders without an export, and for folders whose weights or config are newer than their
+    export (a stale export)."""
     import importlib.util
 
     import torch
@@ -101,9 +102,12 @@ def choose_backend(name_or_path: str, device: Any = None) -> str:
     path = Path(name_or_path)
     if path.is_file() and path.suffix == ".onnx":
         return "onnxruntime"
-    if path.is_dir() and any((path / name).is_file() for name in ONNX_FILENAMES):
-        return "onnxruntime"
-    return "torch"
+    exports = [path / name for name in ONNX_FILENAMES if (path / name).is_file()] if path.is_dir() else []
+    if not exports:
+        return "torch"
+    # An export older than the weights or the config (retrained, recalibrated since) would score with stale numbers.
+    saved = [p.stat().st_mtime for p in (*path.glob("*.safetensors"), path / "config.json") if p.is_file()]
+    return "onnxruntime" if exports[0].stat().st_mtime >= max(saved, default=0.0) else "torch"
 
 
 def load_scorer(name_or_path: str, device: Any = None, batch_size: int = 16, backend: str = "auto") -> QualityScorer:
