@@ -208,17 +208,17 @@ def _score_in_shards(args: argparse.Namespace, analyzer: Any, inputs: list[str],
 def _score_to_stdout(args: argparse.Namespace, analyzer: Any, inputs: list[str], skipped: list[tuple[str, str]],
                      tally: ScoreTally) -> None:
     writer = RowWriter(None, FACE_COLUMNS)
-    rows = [{"path": path, "status": "skipped", "reason": reason} for path, reason in skipped]
-    for record in analyzer.iter_records(inputs, progress=not args.no_progress, total=len(inputs),
-                                        batch_size=args.batch_size, workers=args.workers):
-        rows.extend(record_rows(record))
-        for row in rows:
-            writer.write(row)
-            tally.add(row)
-        rows = []
-    for row in rows:  # only skipped entries, when there was no input to score
+
+    def emit(row: dict) -> None:
         writer.write(row)
         tally.add(row)
+
+    for path, reason in skipped:
+        emit({"path": path, "status": "skipped", "reason": reason})
+    for record in analyzer.iter_records(inputs, progress=not args.no_progress, total=len(inputs),
+                                        batch_size=args.batch_size, workers=args.workers):
+        for row in record_rows(record):
+            emit(row)
     writer.close()
 
 
