@@ -10,6 +10,7 @@ says so. Real dense landmarks come from the converted MediaPipe face mesh (:mod:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -31,7 +32,14 @@ from hf_fiqa.components.base import round_half_away
 from hf_fiqa.components.canonical_face import CANONICAL_FACE, place_canonical_face
 from hf_fiqa.components.context import EYE_LID_PAIRS_LEFT, EYE_LID_PAIRS_RIGHT, INNER_LIP_PAIRS, NEEDS_DENSE
 from hf_fiqa.components.exposure import cielab_ab
-from hf_fiqa.components.pose import pose_from_dense, pose_from_five
+from hf_fiqa.components.pose import (
+    FORESHORTENING_FROM,
+    combined_yaw,
+    pose_from_dense,
+    pose_from_five,
+    yaw_from_2d_fit,
+    yaw_from_foreshortening,
+)
 from hf_fiqa.faces import YuNetDetector
 from hf_fiqa.io import load_image
 
@@ -197,6 +205,33 @@ def test_dense_pose_fit_recovers_known_angles(angles):
     assert abs(yaw - angles[0]) < 1.5 and abs(roll - angles[2]) < 1e-6 and np.isnan(pitch)
 
 
+@pytest.mark.parametrize("yaw", [-80, -60, -30, 0, 10, 45, 70])
+def test_yaw_cues_on_a_turned_canonical_face(yaw):
+    """The 2D fit is exact on the canonical face at any yaw (with pitch and roll); the foreshortening cue reads
+    cos(yaw) off the eye line (within 0.5 deg: the mouth sits deeper than the eyes, so a turn also moves it
+    sideways a little)."""
+    mesh = _posed_mesh(yaw, 8, -4)
+    assert yaw_from_2d_fit(mesh[None])[0] == pytest.approx(yaw, abs=1e-6)
+    assert yaw_from_foreshortening(_five_of(_posed_mesh(yaw, 0, 0))[None])[0] == pytest.approx(abs(yaw), abs=0.5)
+
+
+def test_combined_yaw_takes_the_strongest_cue():
+    cues = np.array([[30.0, -52.0], [np.nan, 12.0], [-20.0, -25.0], [10.0, 5.0]])
+    fs = np.array([0.0, 5.0, 60.0, FORESHORTENING_FROM - 1])
+    np.testing.assert_allclose(combined_yaw(cues, fs), [-52.0, 12.0, -60.0, 10.0])
+
+
+def test_a_doubtful_mesh_is_not_used(frontal):
+    """A mesh whose presence score is below MediaPipe's 0.5 is a reason for eyes/mouth, and pose falls back to
+    the detector's 5 points (with the note saying so)."""
+    face = dataclasses.replace(frontal, dense_landmarks=_posed_mesh(0, 0, 0, scale=frontal.box[2] - frontal.box[0],
+                                                                       centre=frontal.box.reshape(2, 2).mean(0)),
+                               dense_presence=0.2)
+    results = compute_components(face)
+    assert "presence 0.20" in results["eyes_open"].reason and results["eyes_open"].component is None
+    assert results["head_pose_yaw"].ok and "5-point" in results["head_pose_yaw"].note
+
+
 def test_pose_signs_follow_the_image():
     """Geometry test on synthetic dense landmarks: the documented signs match what the image shows."""
     turned = _posed_mesh(20, 0, 0)
@@ -236,8 +271,9 @@ def test_every_component_with_dense_landmarks(shared, detector):
     _check_records(results)
     assert all(r.ok for r in results.values()), {n: r.reason for n, r in results.items() if not r.ok}
     assert results["eyes_open"].component > 90 and results["mouth_closed"].component > 85
-    assert results["head_pose_yaw"].note.startswith("Procrustes")
-    assert abs(results["head_pose_yaw"].native) < 1 and abs(results["head_pose_pitch"].native) < 1
+    assert results["head_pose_yaw"].note.startswith("dense landmarks") and results["head_pose_pitch"].note.startswith("Procrustes")
+    # yaw also reads the detector's own nose offset (a real frontal photo), pitch only the canonical mesh
+    assert abs(results["head_pose_yaw"].native) < 15 and abs(results["head_pose_pitch"].native) < 1
     assert results["head_size"].note is None and results["luminance_mean"].note is None
 
 

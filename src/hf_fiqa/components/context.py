@@ -37,7 +37,7 @@ import numpy as np
 from ..faces.alignment import align_faces, estimate_similarity, transform_points
 from ..faces.types import CropSpec, DetectedFace
 from .canonical_face import CANONICAL_FACE
-from .inputs import DENSE_POINTS, FaceInput
+from .inputs import DENSE_POINTS, DENSE_PRESENCE_MIN, FaceInput
 
 __all__ = [
     "ALIGN_SIZE",
@@ -87,6 +87,8 @@ def _canonical_constants() -> dict[str, float]:
         "chin_k": float((eye_mid[1] - chin[1]) / (eye_mid[1] - mouth[1])),
         "nose_frac": float(nose_frac),
         "nose_depth_per_ied": float((nose[2] - mid_depth) / np.linalg.norm(eye_r - eye_l)),
+        # inter-eye distance over the eye-to-mouth distance of a frontal face (image plane): yaw shrinks the first
+        "ied_per_eye_mouth": float(np.linalg.norm((eye_r - eye_l)[:2]) / np.linalg.norm((mouth - eye_mid)[:2])),
     }
 
 
@@ -263,6 +265,9 @@ class FaceBatch:
                     out.append(f"dense landmarks must be ({DENSE_POINTS}, 3) face-mesh points, got {raw.shape}")
                 elif not np.isfinite(d).all():
                     out.append("dense landmarks contain NaN or inf")
+                elif f.dense_presence is not None and not f.dense_presence >= DENSE_PRESENCE_MIN:
+                    out.append(f"the face mesh doubts a face is there (presence {f.dense_presence:.2f} < "
+                               f"{DENSE_PRESENCE_MIN}): its landmarks are not used")
                 elif np.hypot(*(d[list(EYE_CORNERS_RIGHT), :2].mean(0) - d[list(EYE_CORNERS_LEFT), :2].mean(0))) < 1:
                     out.append("dense eye landmarks coincide (inter-eye distance < 1 px)")
                 else:

@@ -16,11 +16,13 @@ import numpy as np
 
 from ..faces.types import DetectedFace
 
-__all__ = ["DENSE_POINTS", "FaceInput"]
+__all__ = ["DENSE_POINTS", "DENSE_PRESENCE_MIN", "FaceInput"]
 
 #: Number of MediaPipe face-mesh points the dense-landmark components read (a 478-point mesh with iris points
 #: is accepted; the 10 iris points are ignored).
 DENSE_POINTS = 468
+#: Face-mesh presence below which the dense landmarks are not used (MediaPipe's ``min_tracking_confidence``).
+DENSE_PRESENCE_MIN = 0.5
 
 
 @dataclass(eq=False)
@@ -36,6 +38,9 @@ class FaceInput:
     compares areas with; ``None`` when unknown.
     ``dense_landmarks``: optional (468, 3) MediaPipe face-mesh points in photo pixels (x right, y down, z depth
     in the same pixel scale, smaller = nearer the camera, as MediaPipe's output scaled by the photo width).
+    ``dense_presence``: the face-mesh model's face presence score for those points (``None``: not known). Below
+    ``DENSE_PRESENCE_MIN`` (MediaPipe's own threshold, 0.5) the mesh is not trusted: components that need it
+    give a reason and pose falls back to the 5 points, as MediaPipe itself would drop such a mesh.
     """
 
     photo: np.ndarray
@@ -45,6 +50,7 @@ class FaceInput:
     n_faces: int | None = None
     other_boxes: np.ndarray | None = None
     dense_landmarks: np.ndarray | None = None
+    dense_presence: float | None = None
 
     def __post_init__(self) -> None:
         self.photo = np.asarray(self.photo)
@@ -58,7 +64,8 @@ class FaceInput:
     @classmethod
     def from_detection(cls, photo: np.ndarray, face: DetectedFace,
                        all_faces: Sequence[DetectedFace] | None = None,
-                       dense_landmarks: np.ndarray | None = None) -> FaceInput:
+                       dense_landmarks: np.ndarray | None = None,
+                       dense_presence: float | None = None) -> FaceInput:
         """Build from a detector's output: ``face`` and, when given, every face found in the same photo
         (``detector.detect(photo)``), which sets ``n_faces`` and ``other_boxes``."""
         n_faces = other = None
@@ -70,7 +77,8 @@ class FaceInput:
                 others.pop(j)
             other = np.asarray(others, dtype=np.float64).reshape(-1, 4)
         return cls(photo=np.asarray(photo), box=face.box, landmarks=face.landmarks, score=float(face.score),
-                   n_faces=n_faces, other_boxes=other, dense_landmarks=dense_landmarks)
+                   n_faces=n_faces, other_boxes=other, dense_landmarks=dense_landmarks,
+                   dense_presence=None if dense_presence is None else float(dense_presence))
 
     @property
     def height(self) -> int:
