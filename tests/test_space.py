@@ -65,8 +65,15 @@ def test_fallback_scorer_without_model(shared, yunet_weights, monkeypatch, tmp_p
     pytest.importorskip("gradio")
     app = _load_app(monkeypatch, yunet_weights)
     assert "No model configured" in app.analyzer.description
-    image, gallery, table, status, files = app.analyse_photo(str(shared / "data" / "deepface-pairs" / "couple.jpg"))
+    image, gallery, table, status, files, choice, bars, summary, faces = app.analyse_photo(
+        str(shared / "data" / "deepface-pairs" / "couple.jpg"))
     assert len(gallery) == 2 and len(table) == 2 and "2 face(s)" in status
+    # the components of the best face (hf-fiqa is installed here): bars, the lowest named, a choice per face
+    assert bars is not None and summary.startswith("**Face #1, lowest components:**")
+    assert choice["choices"] == [("1", "1"), ("2", "2")] or [str(c) for c in choice["choices"]] in (["1", "2"],)
+    assert all(len(f["components"]) == 20 for f in faces)
+    other_bars, other_summary = app.components_view(faces, "2")
+    assert other_bars is not None and other_summary.startswith("**Face #2")
     qualities = [row[1] for row in table]
     assert qualities == sorted(qualities, reverse=True) and all(0 <= q <= 100 for q in qualities)
     assert [Path(f).suffix for f in files] == [".csv", ".json"]
@@ -93,6 +100,7 @@ def test_space_in_headless_chromium(shared, yunet_weights, tiny_maniqa_dir, tmp_
     env = {**os.environ, "HF_FIQA_MODEL": str(tiny_maniqa_dir), "HF_FIQA_DETECTOR_WEIGHTS": str(yunet_weights),
            "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_FIQA_FACE_MESH", None)
     log = (tmp_path / "space.log").open("w")
     server = subprocess.Popen([sys.executable, str(SPACE / "app.py")], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -116,6 +124,12 @@ def test_space_in_headless_chromium(shared, yunet_weights, tiny_maniqa_dir, tmp_
             sync_api.expect(page.locator("#crops img")).to_have_count(2, timeout=30_000)
             assert "Error" not in page.locator("#status").inner_text()
             assert page.locator("#legend").is_visible()
+            # hf-fiqa is installed here, so the best face's components are drawn and summarised (no face mesh:
+            # eyes open is among those not computed)
+            sync_api.expect(page.locator("#components-summary")).to_contain_text("Face #1, lowest components",
+                                                                                 timeout=30_000)
+            assert "eyes_open" in page.locator("#components-summary").inner_text()
+            assert page.locator("#components").is_visible()
 
             page.reload()
             page.locator("#photo-input input[type=file]").set_input_files(str(broken))

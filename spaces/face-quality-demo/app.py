@@ -6,7 +6,10 @@ hf-fiqa install:
 * ``HF_FIQA_MODEL`` (a Hub id or a folder of a saved hf-fiqa quality model): loaded with
   ``pipeline("face-image-quality", model=..., trust_remote_code=True)``, i.e. the pipeline code the model ships;
 * no model configured: a weight-free baseline (Laplacian sharpness of the aligned face), said so on the page;
-* the YuNet detector comes from ``HF_FIQA_DETECTOR_WEIGHTS`` or the Hub (``opencv/face_detection_yunet``).
+* the YuNet detector comes from ``HF_FIQA_DETECTOR_WEIGHTS`` or the Hub (``opencv/face_detection_yunet``);
+* the quality components (head pose, eyes open, crops, exposure, ...: why a face scored low) need the hf-fiqa
+  package (``pip install hf-fiqa``; without it the page says so) and, for eyes/mouth/pitch, a face-mesh model
+  in ``HF_FIQA_FACE_MESH`` (a folder of ``hf-fiqa convert face-mesh`` or its Hub id).
 
 Colours and bands use one ABSOLUTE 0-100 scale (the calibrated ``quality``, else the score min-max scaled over
 the model's ``label_range``), never the range of the current photo: the same colour means the same quality in
@@ -42,6 +45,63 @@ MODEL = os.environ.get("HF_FIQA_MODEL", "").strip()
 SHARPNESS_HALF = 100.0  # Laplacian variance that the weight-free baseline maps to quality 50
 MAX_VIDEO_SAMPLES = int(os.environ.get("HF_FIQA_MAX_VIDEO_SAMPLES", "40"))
 BAND_COLOURS = {"poor": "#d7301f", "acceptable": "#f0a500", "good": "#1a9850"}
+
+
+def _components_stage() -> tuple[Any, str]:
+    """(hf-fiqa's components stage or None, a sentence for the page)."""
+    try:
+        from hf_fiqa.components import PhotoComponents, load_face_mesh
+    except ImportError:
+        return None, "Quality components need the hf-fiqa package (`pip install hf-fiqa`); not installed here."
+    try:
+        mesh = load_face_mesh()
+    except ValueError as exc:
+        return PhotoComponents(None), f"Face mesh not loaded ({exc}); components from the 5 landmarks only."
+    if mesh is None:
+        return PhotoComponents(None), ("Components from the 5 landmarks only: set `HF_FIQA_FACE_MESH` to a face-mesh "
+                                       "model for eyes open, mouth closed and pitch.")
+    return PhotoComponents(mesh), "Components with the 468-point face mesh."
+
+
+def add_components(rgb: np.ndarray, faces: list[dict]) -> None:
+    """Each face record gains ``components`` and ``concerns`` (hf_fiqa.components), when the package is here."""
+    if COMPONENTS is None or not faces:
+        return
+    from hf_fiqa.components import as_records, concerns
+    from hf_fiqa.faces.types import DetectedFace
+
+    detected = [DetectedFace(box=np.asarray(f["box"], np.float32), landmarks=np.asarray(f["landmarks"], np.float32),
+                             score=float(f["detection_score"])) for f in faces]
+    for face, results in zip(faces, COMPONENTS(rgb, detected, detected)):
+        face["components"], face["concerns"] = as_records(results), concerns(results, limit=None)
+
+
+def components_view(faces: list[dict], rank: Any):
+    """Bars of the chosen face's components (0-100, lowest first) and the lowest ones named."""
+    face = next((f for f in faces or [] if str(f.get("rank")) == str(rank)), None)
+    if face is None or "components" not in face:
+        return None, COMPONENTS_NOTE if COMPONENTS is None else ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(face["components"].items(), key=lambda kv: (kv[1]["component"] is None, kv[1]["component"] or 0))
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(items) + 0.8))
+    names = [name.replace("_", " ") for name, _ in items][::-1]
+    values = [v["component"] if v["component"] is not None else 0 for _, v in items][::-1]
+    ax.barh(names, values, color=[f"#{''.join(f'{c:02x}' for c in colour(v))}" for v in values])
+    for y, (_, v) in enumerate(items[::-1]):
+        ax.text(1, y, "not computed" if v["component"] is None else f"{v['component']}", va="center", fontsize=7)
+    ax.set(xlim=(0, 100), xlabel="component (0-100, higher is better)", title=f"face #{face['rank']}")
+    ax.axvline(50, color="grey", linewidth=0.8, linestyle="--")
+    fig.tight_layout()
+    lowest = face["concerns"][:3]
+    missing = [n for n, v in face["components"].items() if v["component"] is None]
+    text = (f"**Face #{face['rank']}, lowest components:** " + ("; ".join(lowest) if lowest else "none below 50")
+            + (f". Not computed: {', '.join(missing)} (the reasons are in the CSV/JSON download)." if missing else ".")
+            + f" {COMPONENTS_NOTE}")
+    return fig, text
 
 
 class Analyzer:
@@ -86,6 +146,7 @@ class Analyzer:
                               "landmarks": row[4:14].reshape(5, 2).round(2).tolist(),
                               "detection_score": round(float(row[14]), 4), "score": v,
                               "quality": 100.0 * v / (v + SHARPNESS_HALF)})
+        add_components(rgb, faces)
         for face in faces:
             face["band"] = band_of(face["quality"], self.bands)
             face["crop"] = align(rgb, np.asarray(face["landmarks"], dtype=np.float32), 112)
@@ -157,20 +218,26 @@ def _export_rows(faces: list[dict], **extra: Any) -> list[dict]:
 
 
 def analyse_photo(source: Any):
-    """Uploaded file path or webcam array -> annotated photo, crops gallery, table, status, downloads."""
+    """Uploaded file path or webcam array -> annotated photo, crops gallery, table, status, downloads, and the
+    components of the best face (face choice, bars, lowest named)."""
+    empty = (gr.update(choices=[], value=None), None, "", [])
     if source is None:
-        return None, [], [], "Upload a photo (or use the webcam tab).", None
+        return None, [], [], "Upload a photo (or use the webcam tab).", None, *empty
     name = getattr(source, "name", source) if not isinstance(source, np.ndarray) else "webcam frame"
     try:
         rgb = np.asarray(load_image(source if isinstance(source, np.ndarray) else str(name)))
         faces = analyzer(rgb)
     except (ImageReadError, ValueError) as exc:
-        return None, [], [], f"⚠️ Error: {exc}", None
+        return None, [], [], f"⚠️ Error: {exc}", None, *empty
     if not faces:
-        return rgb, [], [], "No face detected in this photo.", None
+        return rgb, [], [], "No face detected in this photo.", None, *empty
     gallery = [(f["crop"], f"#{f['rank']} quality {f['quality']:.1f} ({f['band']})") for f in faces]
     status = f"{len(faces)} face(s), best quality first. {analyzer.description}"
-    return draw(rgb, faces), gallery, _table(faces), status, _downloads(_export_rows(faces), "faces")
+    kept = [{k: v for k, v in f.items() if k != "crop"} for f in faces]
+    bars, summary = components_view(kept, 1)
+    choice = gr.update(choices=[str(f["rank"]) for f in faces], value="1")
+    return (draw(rgb, faces), gallery, _table(faces), status, _downloads(_export_rows(faces), "faces"), choice,
+            bars, summary, kept)
 
 
 def analyse_video(path: str | None, progress=gr.Progress()):
@@ -222,6 +289,7 @@ def analyse_video(path: str | None, progress=gr.Progress()):
 
 
 analyzer = Analyzer(MODEL)
+COMPONENTS, COMPONENTS_NOTE = _components_stage()
 
 with gr.Blocks(title="hf-fiqa: face image quality") as demo:
     gr.Markdown("# Face image quality\nEvery face detected, aligned and scored; colours on a fixed 0-100 scale.")
@@ -235,7 +303,14 @@ with gr.Blocks(title="hf-fiqa: face image quality") as demo:
         gallery = gr.Gallery(label="face crops, best to worst", columns=6, height="auto", elem_id="crops")
         table = gr.Dataframe(headers=["rank", "quality", "band", "detection", "box"], label="faces", elem_id="table")
         files = gr.File(label="download CSV / JSON", file_count="multiple", elem_id="downloads")
-        photo.upload(analyse_photo, photo, [annotated, gallery, table, status, files])
+        with gr.Row():
+            face_choice = gr.Dropdown(label="components of face #", choices=[], elem_id="face-choice")
+            components_summary = gr.Markdown(elem_id="components-summary")
+        components_plot = gr.Plot(label="quality components", elem_id="components")
+        faces_state = gr.State([])
+        photo.upload(analyse_photo, photo, [annotated, gallery, table, status, files, face_choice, components_plot,
+                                            components_summary, faces_state])
+        face_choice.change(components_view, [faces_state, face_choice], [components_plot, components_summary])
     with gr.Tab("Webcam"):
         with gr.Row():
             cam = gr.Image(sources=["webcam"], type="numpy", label="webcam")
@@ -244,7 +319,14 @@ with gr.Blocks(title="hf-fiqa: face image quality") as demo:
         cam_gallery = gr.Gallery(label="face crops, best to worst", columns=6, height="auto")
         cam_table = gr.Dataframe(headers=["rank", "quality", "band", "detection", "box"], label="faces")
         cam_files = gr.File(label="download CSV / JSON", file_count="multiple")
-        cam.change(analyse_photo, cam, [cam_out, cam_gallery, cam_table, cam_status, cam_files])
+        with gr.Row():
+            cam_choice = gr.Dropdown(label="components of face #", choices=[])
+            cam_summary = gr.Markdown()
+        cam_plot = gr.Plot(label="quality components")
+        cam_state = gr.State([])
+        cam.change(analyse_photo, cam, [cam_out, cam_gallery, cam_table, cam_status, cam_files, cam_choice, cam_plot,
+                                        cam_summary, cam_state])
+        cam_choice.change(components_view, [cam_state, cam_choice], [cam_plot, cam_summary])
     with gr.Tab("Video"):
         video = gr.Video(label="video (runs on upload)")
         plot = gr.Plot(label="quality series")

@@ -218,7 +218,11 @@ class StandaloneFaceQualityPipeline(Pipeline):
     _load_feature_extractor = False
     _load_processor = False
 
-    def __init__(self, *args: Any, detector_weights: str | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, detector_weights: str | None = None, components: bool = False,
+                 face_mesh: Any = None, acceptance: Any = None, **kwargs: Any):
+        if components or face_mesh is not None or acceptance is not None:
+            raise ValueError("quality components (components=, face_mesh=, acceptance=) need the hf-fiqa package "
+                             "(pip install hf-fiqa); this model's own pipeline code scores faces without it")
         super().__init__(*args, **kwargs)
         self.detector_weights = detector_weights
         self._detector = None

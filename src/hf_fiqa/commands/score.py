@@ -36,6 +36,34 @@ VIDEO_COLUMNS = ["frame_index", "time", "quality", "box", "detection_score", "nu
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+def component_columns(acceptance: bool) -> list[str]:
+    """What ``--components`` adds per face: each component's 0-100 value and native value, the reasons of those
+    that could not be computed, the lowest ones in words, and with ``--acceptable`` the rule's verdict."""
+    from ..components import COMPONENT_NAMES
+
+    columns = [c for name in COMPONENT_NAMES for c in (name, f"{name}_native")]
+    columns += ["component_reasons", "concerns"]
+    return columns + (["acceptable", "failed_checks"] if acceptance else [])
+
+
+def face_columns(args: argparse.Namespace) -> list[str]:
+    if not getattr(args, "components", False) and getattr(args, "acceptable", None) is None:
+        return FACE_COLUMNS
+    return FACE_COLUMNS + component_columns(getattr(args, "acceptable", None) is not None)
+
+
+def component_cells(face: dict) -> dict:
+    """The ``--components`` columns of one face record (see :func:`component_columns`)."""
+    if "components" not in face:
+        return {}
+    from ..components import as_columns
+
+    row = as_columns(face["components"], face["concerns"])
+    if "acceptable" in face:
+        row["acceptable"], row["failed_checks"] = face["acceptable"], "; ".join(face["failed"])
+    return row
+
+
 def expand_inputs(paths: list[str], skipped: list | None = None, exclude: tuple = ()) -> list[str]:
     """Files as given; folders expanded recursively to their image files, sorted.
 
@@ -59,7 +87,8 @@ def record_rows(record: dict) -> Iterator[dict]:
     for face in record["faces"]:
         x1, y1, x2, y2 = face["box"]
         yield {"path": record["input"], "face_index": face["face_index"], "x1": x1, "y1": y1, "x2": x2, "y2": y2,
-               "detection_score": face["detection_score"], "quality": face["quality"], "status": "ok", "reason": ""}
+               "detection_score": face["detection_score"], "quality": face["quality"], "status": "ok", "reason": "",
+               **component_cells(face)}
     if record["error"]:
         yield {"path": record["input"], "status": "error", "reason": record["error"]}
     elif not record["faces"]:
@@ -94,7 +123,9 @@ def _analyzer(args: argparse.Namespace, group: Any = None):
         if not isinstance(scorer, OnnxQualityScorer):
             apply_dtype(scorer, dtype)
         analyzer = FaceQualityAnalyzer(scorer, detector_weights=args.detector_weights,
-                                       largest_face_only=args.largest_face_only, min_face_size=args.min_face_size)
+                                       largest_face_only=args.largest_face_only, min_face_size=args.min_face_size,
+                                       components=args.components, face_mesh=args.face_mesh,
+                                       acceptance=getattr(args, "acceptable", None))
     except (ValueError, OSError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -102,6 +133,17 @@ def _analyzer(args: argparse.Namespace, group: Any = None):
     except Exception as exc:  # OpenCV raises cv2.error, not an OSError
         raise UsageError(f"cannot load the face detector: {exc}") from None
     return analyzer
+
+
+def _check_rule(rule: str | None) -> None:
+    """A malformed ``--acceptable`` rule fails before any model is loaded."""
+    if rule is not None:
+        from ..components import AcceptanceRule
+
+        try:
+            AcceptanceRule.parse(rule)
+        except ValueError as exc:
+            raise UsageError(f"--acceptable: {exc}") from None
 
 
 def _percentiles(values: list[float]) -> str:
@@ -164,7 +206,7 @@ def _score_in_shards(args: argparse.Namespace, analyzer: Any, inputs: list[str],
         "scorer": type(analyzer.scorer).__name__, "dtype": getattr(args, "dtype", None),
         "detector": repr(analyzer.detector),
         "largest_face_only": bool(args.largest_face_only), "min_face_size": float(args.min_face_size),
-        "columns": FACE_COLUMNS, "format": suffix,
+        "columns": face_columns(args), "format": suffix, "face_mesh": args.face_mesh, "acceptable": args.acceptable,
     }
     run = ShardedRun(output.parent / f".{output.name}.shards", len(inputs), args.shard_size,
                      fingerprint(inputs, settings), (suffix,), group)
@@ -178,7 +220,7 @@ def _score_in_shards(args: argparse.Namespace, analyzer: Any, inputs: list[str],
     try:
         for batch in prepared_batches(inputs, analyzer.preparer(), run.batches(args.batch_size), args.workers):
             if writer is None:
-                writer = RowWriter(run.path(batch.shard, suffix), FACE_COLUMNS, keep_partial=False)
+                writer = RowWriter(run.path(batch.shard, suffix), face_columns(args), keep_partial=False)
             for record in analyzer.score_chunk(batch.prepared, bar, args.batch_size):
                 for row in record_rows(record):
                     writer.write(row)
@@ -191,7 +233,7 @@ def _score_in_shards(args: argparse.Namespace, analyzer: Any, inputs: list[str],
             writer.close(ok=False)
     run.wait_for_all()
     if group.is_main:
-        merged = RowWriter(output, FACE_COLUMNS, keep_partial=False)
+        merged = RowWriter(output, face_columns(args), keep_partial=False)
         try:
             for path, reason in skipped:
                 merged.write({"path": path, "status": "skipped", "reason": reason})
@@ -207,7 +249,7 @@ def _score_in_shards(args: argparse.Namespace, analyzer: Any, inputs: list[str],
 
 def _score_to_stdout(args: argparse.Namespace, analyzer: Any, inputs: list[str], skipped: list[tuple[str, str]],
                      tally: ScoreTally) -> None:
-    writer = RowWriter(None, FACE_COLUMNS)
+    writer = RowWriter(None, face_columns(args))
 
     def emit(row: dict) -> None:
         writer.write(row)
@@ -238,6 +280,7 @@ def run_score(args: argparse.Namespace) -> int:
                                       overwrite=args.overwrite, what="--histogram")
         if not inputs and not skipped:
             raise UsageError("no input files found")
+        _check_rule(args.acceptable)
         group = process_group()
         if group.world > 1 and output is None:
             raise UsageError(f"{group.world} processes write one result: give --output FILE.csv or FILE.jsonl")
@@ -291,11 +334,12 @@ def run_video(args: argparse.Namespace) -> int:
 
     result = score_video(args.file, analyzer, every_n=args.every_n, target_fps=args.fps, max_frames=args.max_frames,
                          progress=not args.no_progress, batch_frames=args.batch_size)
-    writer = RowWriter(output, VIDEO_COLUMNS)
+    columns = VIDEO_COLUMNS + (component_columns(False) if analyzer.components is not None else [])
+    writer = RowWriter(output, columns)
     ok = False
     try:
         for frame in result.frames:
-            writer.write(vars(frame))
+            writer.write(frame.row())
         ok = True
     finally:
         writer.close(ok=ok)
@@ -324,6 +368,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-weights", default=None, help="YuNet ONNX file (else $HF_FIQA_DETECTOR_WEIGHTS, else the Hub)")
     parser.add_argument("--largest-face-only", action="store_true")
     parser.add_argument("--min-face-size", type=float, default=0.0, help="ignore faces smaller than this (px)")
+    parser.add_argument("--components", action="store_true",
+                        help="add the ISO/IEC 29794-5-style quality components (head pose, eyes open, crops, "
+                             "exposure, ...) as columns: each 0-100 value and native value, the reasons of those "
+                             "that cannot be computed, and the lowest ones in words")
+    parser.add_argument("--face-mesh", default=None, metavar="FOLDER",
+                        help="face-mesh model for the components (`hf-fiqa convert face-mesh DST`; else "
+                             "$HF_FIQA_FACE_MESH); without one, eyes open, mouth closed and pitch give reasons and "
+                             "yaw/roll come from the 5 landmarks")
     add_progress_args(parser)
 
 
@@ -332,6 +384,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("paths", nargs="+")
     _common(score)
     score.add_argument("--histogram", default=None, help="PNG histogram of the face qualities")
+    score.add_argument("--acceptable", nargs="?", const="default", default=None, metavar="RULE",
+                       help="add an acceptable column: the quality and chosen components at or above minima, "
+                            "e.g. 'quality>=60,eyes_open>=40' (bare flag: the default rule, see the README); "
+                            "implies --components")
     add_workers_arg(score)
     score.add_argument("--shard-size", type=positive_int, default=1024,
                        help="photos per resumable shard when writing --output (default 1024); an interrupted run "

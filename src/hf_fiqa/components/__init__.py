@@ -19,96 +19,50 @@ One module per group of measures, each component a small class on :class:`~.base
 :mod:`.pose` (yaw, pitch, roll), :mod:`.geometry` (inter-eye distance, head size, crops, margins),
 :mod:`.expression` (eyes open, mouth closed; need dense landmarks), :mod:`.exposure` (luminance, exposure,
 dynamic range, illumination uniformity, natural colour), :mod:`.sharpness`, :mod:`.presence` (single face).
-The registry below is an explicit tuple; importing registers nothing anywhere.
+The registry (:mod:`.registry`) is an explicit tuple; importing registers nothing anywhere.
+
+Around them: :mod:`.photo` runs the face mesh and the components for the faces of a decoded photo (the stage
+pipelines and commands share), :mod:`.explain` names low components in words and holds the optional
+acceptance rule.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
 from .base import Component, ComponentResult, ComponentUnavailable, Measured, Sigmoid
 from .context import FaceBatch
-from .exposure import (
-    DynamicRange,
-    IlluminationUniformity,
-    LuminanceMean,
-    LuminanceVariance,
-    NaturalColour,
-    OverExposure,
-    UnderExposure,
-)
-from .expression import EyesOpen, MouthClosed
-from .geometry import HeadSize, InterEyeDistance, LeftwardCrop, MarginAbove, MarginBelow, RightwardCrop
+from .explain import DEFAULT_MINIMA, AcceptanceRule, concerns, describe
 from .inputs import FaceInput
-from .pose import HeadPosePitch, HeadPoseRoll, HeadPoseYaw
-from .presence import SingleFacePresent
-from .sharpness import Sharpness
+from .photo import FACE_MESH_ENV, PhotoComponents, load_face_mesh
+from .registry import (
+    COMPONENT_NAMES,
+    COMPONENTS,
+    REGISTRY,
+    as_columns,
+    as_records,
+    compute_components,
+    compute_components_batch,
+)
 
 __all__ = [
+    "AcceptanceRule",
     "COMPONENTS",
     "COMPONENT_NAMES",
     "Component",
     "ComponentResult",
     "ComponentUnavailable",
+    "DEFAULT_MINIMA",
+    "FACE_MESH_ENV",
     "FaceBatch",
     "FaceInput",
     "Measured",
+    "PhotoComponents",
     "REGISTRY",
     "Sigmoid",
+    "as_columns",
+    "as_records",
     "compute_components",
     "compute_components_batch",
+    "concerns",
+    "describe",
+    "load_face_mesh",
 ]
-
-#: Every component, in report order.
-COMPONENTS: tuple[Component, ...] = (
-    HeadPoseYaw(),
-    HeadPosePitch(),
-    HeadPoseRoll(),
-    EyesOpen(),
-    MouthClosed(),
-    InterEyeDistance(),
-    HeadSize(),
-    LeftwardCrop(),
-    RightwardCrop(),
-    MarginAbove(),
-    MarginBelow(),
-    LuminanceMean(),
-    LuminanceVariance(),
-    UnderExposure(),
-    OverExposure(),
-    DynamicRange(),
-    IlluminationUniformity(),
-    NaturalColour(),
-    SingleFacePresent(),
-    Sharpness(),
-)
-REGISTRY: dict[str, Component] = {c.name: c for c in COMPONENTS}
-COMPONENT_NAMES: tuple[str, ...] = tuple(REGISTRY)
-assert len(REGISTRY) == len(COMPONENTS), "component names must be unique"
-
-
-def _select(names: Iterable[str] | None) -> list[Component]:
-    if names is None:
-        return list(COMPONENTS)
-    if isinstance(names, str):
-        names = [names]
-    names = list(names)
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown component(s) {unknown}; known: {', '.join(COMPONENT_NAMES)}")
-    return [REGISTRY[n] for n in dict.fromkeys(names)]
-
-
-def compute_components_batch(faces: Sequence[FaceInput],
-                             names: Iterable[str] | None = None) -> list[dict[str, ComponentResult]]:
-    """``[{name: ComponentResult}]``, one dict per face in order. ``names`` selects components (default all;
-    an unknown name is a ``ValueError``). Never raises for a bad face: its records carry reasons."""
-    selected = _select(names)
-    batch = FaceBatch(faces)
-    columns = {c.name: c.evaluate(batch) for c in selected}
-    return [{name: results[i] for name, results in columns.items()} for i in range(len(batch))]
-
-
-def compute_components(face: FaceInput, names: Iterable[str] | None = None) -> dict[str, ComponentResult]:
-    """``{name: ComponentResult}`` for one face (see :func:`compute_components_batch`)."""
-    return compute_components_batch([face], names)[0]

@@ -17,7 +17,7 @@ Failures never raise: an unreadable input gets ``error``, a photo without a usab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -28,6 +28,9 @@ from .types import AlignedFace, CropSpec, DetectedFace
 
 NO_FACE = "no face detected"
 Selection = Literal["all", "largest", "best"]
+#: A stage that needs the decoded photo itself, run while it is at hand: ``(rgb, kept faces, every detected face)
+#: -> one value per kept face`` (the quality components of :mod:`hf_fiqa.components` use it).
+Annotate = Callable[[np.ndarray, list[DetectedFace], list[DetectedFace]], list]
 SELECTIONS: tuple[str, ...] = ("all", "largest", "best")
 
 
@@ -63,7 +66,8 @@ class CroppedPhoto:
     """One input after detection and alignment.
 
     ``crops[spec]`` lists one :class:`AlignedFace` per kept face, in the order of ``faces``.
-    ``n_detected`` counts every face the detector found, before selection.
+    ``n_detected`` counts every face the detector found, before selection. ``annotations`` holds what an
+    ``annotate`` stage returned, one value per kept face (``None`` when none ran).
     """
 
     source: str
@@ -72,6 +76,7 @@ class CroppedPhoto:
     n_detected: int | None = None
     reason: str | None = None
     error: str | None = None
+    annotations: list[Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,17 +107,19 @@ class FaceCropper:
         return self._detector
 
     def __call__(self, item: Any, specs: Iterable[int | CropSpec] = (112,), select: Selection = "all",
-                 min_face_size: float = 0.0) -> CroppedPhoto:
+                 min_face_size: float = 0.0, annotate: Annotate | None = None) -> CroppedPhoto:
         """Crop the faces of one photo (path, bytes, PIL image or array) at every spec."""
         try:
             rgb = np.asarray(load_image(item))
         except ImageReadError as exc:
             return CroppedPhoto(source=describe(item), error=str(exc))
-        return self.crop_array(rgb, specs, select, min_face_size, source=describe(item))
+        return self.crop_array(rgb, specs, select, min_face_size, source=describe(item), annotate=annotate)
 
     def crop_array(self, rgb: np.ndarray, specs: Iterable[int | CropSpec] = (112,), select: Selection = "all",
-                   min_face_size: float = 0.0, source: str | None = None) -> CroppedPhoto:
-        """Detect, select and align on an already decoded ``(H, W, 3)`` uint8 RGB array."""
+                   min_face_size: float = 0.0, source: str | None = None,
+                   annotate: Annotate | None = None) -> CroppedPhoto:
+        """Detect, select and align on an already decoded ``(H, W, 3)`` uint8 RGB array; ``annotate`` (if given)
+        runs on the kept faces too (its failure is the photo's ``error``, like a failed alignment)."""
         photo = CroppedPhoto(source=source or describe(rgb))
         specs = list(specs)
         try:
@@ -120,6 +127,8 @@ class FaceCropper:
             photo.n_detected = len(found)
             photo.faces, photo.reason = select_faces(found, select, min_face_size)
             photo.crops = align_faces(rgb, photo.faces, sizes=specs, border=self.border)
+            if annotate is not None and photo.faces:
+                photo.annotations = list(annotate(rgb, photo.faces, found))
         except (ValueError, ArithmeticError, RuntimeError, MemoryError, OSError, cv2.error) as exc:
             # A degenerate detection (landmarks far outside the photo, say) must cost one record,
             # not the run; the reason names the input and what failed.
@@ -142,6 +151,8 @@ class CropTask:
     specs: tuple[int | CropSpec, ...]
     select: Selection = "all"
     min_face_size: float = 0.0
+    annotate: Annotate | None = None
 
     def __call__(self, item: Any) -> CroppedPhoto:
-        return self.cropper(item, specs=self.specs, select=self.select, min_face_size=self.min_face_size)
+        return self.cropper(item, specs=self.specs, select=self.select, min_face_size=self.min_face_size,
+                            annotate=self.annotate)

@@ -13,7 +13,9 @@ face of it, built from a model folder or Hub id::
     scorer(["group.jpg", "selfie.png"])
 
 Per photo the result is ``{"input", "faces": [{face_index, box, landmarks, detection_score, quality}, ...],
-"reason", "error"}`` with faces sorted best quality first. A photo with no face has ``faces == []`` and a
+"reason", "error"}`` with faces sorted best quality first. With ``components=True`` each face also has
+``components`` (``{name: {native, component, reason, note}}``, :mod:`hf_fiqa.components`) and ``concerns`` (the
+lowest components in words), and with an ``acceptance`` rule ``acceptable``, ``failed`` and ``unchecked``. A photo with no face has ``faces == []`` and a
 ``reason``; an unreadable one has an ``error`` naming it. Neither raises, so one bad file in a list of
 thousands costs one record, not the run.
 """
@@ -27,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import Pipeline
 
+from ..components import AcceptanceRule, PhotoComponents, as_records, concerns, load_face_mesh
 from ..faces.cropper import NO_FACE, CroppedPhoto, CropTask, FaceCropper
 from ..faces.types import AlignedFace
 from ..io import ImageReadError, describe, load_image
@@ -61,6 +64,11 @@ class FaceQualityAnalyzer:
         largest_face_only: default face selection: only the largest face of each photo (portrait / ID use).
         min_face_size: default filter: ignore faces whose box is smaller than this on its shorter side.
         chunk_size: photos decoded and aligned before their faces are scored together; bounds memory.
+        components: add the quality components to every face record (see the module docstring).
+        face_mesh: the dense-landmark model for the components (a :func:`~hf_fiqa.components.load_face_mesh`
+            folder or Hub id, or a loaded landmarker); default ``$HF_FIQA_FACE_MESH``, else 5-point geometry only.
+        acceptance: an :class:`~hf_fiqa.components.AcceptanceRule`, ``"default"`` or a rule string
+            (``"quality>=60,eyes_open>=40"``); implies ``components``.
 
     Every method takes the selection options as arguments too, so one analyzer serves calls with
     different options without being changed.
@@ -68,12 +76,18 @@ class FaceQualityAnalyzer:
 
     def __init__(self, scorer: QualityScorer, detector: Any = None, detector_weights: str | None = None,
                  largest_face_only: bool = False, min_face_size: float = 0.0, chunk_size: int = 64,
-                 border: str = "constant"):
+                 border: str = "constant", components: bool = False, face_mesh: Any = None,
+                 acceptance: AcceptanceRule | str | None = None):
         self.scorer = scorer
         self.cropper = FaceCropper(detector, detector_weights, border=border)
         self.largest_face_only = largest_face_only
         self.min_face_size = float(min_face_size)
         self.chunk_size = int(chunk_size)
+        self.acceptance = AcceptanceRule.parse(acceptance) if isinstance(acceptance, str) else acceptance
+        self.components: PhotoComponents | None = None
+        if components or self.acceptance is not None:
+            mesh = face_mesh if (face_mesh is None or hasattr(face_mesh, "run_faces")) else load_face_mesh(face_mesh)
+            self.components = PhotoComponents(mesh if mesh is not None else load_face_mesh())
 
     @property
     def detector(self) -> Any:
@@ -113,6 +127,8 @@ class FaceQualityAnalyzer:
                     "detection_score": round(float(face.score), 4),
                     "quality": float(quality),
                 })
+                if photo.annotations is not None:
+                    faces[-1].update(self.explain(float(quality), photo.annotations[index]))
             faces.sort(key=lambda f: -f["quality"])
         error = photo.error
         if broken:
@@ -120,12 +136,21 @@ class FaceQualityAnalyzer:
                      f"({', '.join(broken)})")
         return {"input": photo.source, "faces": faces, "reason": photo.reason, "error": error}
 
+    def explain(self, quality: float | None, results: dict) -> dict[str, Any]:
+        """The component fields of one face record: ``components``, ``concerns`` and, with a rule,
+        ``acceptable``/``failed``/``unchecked``."""
+        fields: dict[str, Any] = {"components": as_records(results), "concerns": concerns(results)}
+        if self.acceptance is not None:
+            fields.update(self.acceptance.check(quality, results))
+        return fields
+
     def preparer(self, largest_face_only: bool | None = None, min_face_size: float | None = None) -> CropTask:
-        """Decoding, detection and alignment with these options, as an object DataLoader workers run (see
-        :mod:`hf_fiqa.sharding`); :meth:`score_chunk` takes what it returns."""
+        """Decoding, detection, alignment (and the components, when on) with these options, as an object
+        DataLoader workers run (see :mod:`hf_fiqa.sharding`); :meth:`score_chunk` takes what it returns."""
         largest = self.largest_face_only if largest_face_only is None else bool(largest_face_only)
         smallest = self.min_face_size if min_face_size is None else float(min_face_size)
-        return CropTask(self.cropper, (crop_spec(self.scorer),), "largest" if largest else "all", smallest)
+        return CropTask(self.cropper, (crop_spec(self.scorer),), "largest" if largest else "all", smallest,
+                        annotate=self.components)
 
     # -- entry points -------------------------------------------------------------------------------------------
     def iter_records(self, items: Iterable[Any], progress: bool = False, total: int | None = None,
@@ -204,14 +229,16 @@ class FaceQualityPipeline(Pipeline):
     Call options: ``aligned`` (inputs are aligned crops: one score each, no detection), ``largest_face_only``,
     ``min_face_size``, ``batch_size`` (faces per forward pass), ``progress``. Constructor-only options:
     ``detector`` (an object with ``detect``), ``detector_weights`` (YuNet ONNX path), ``scorer`` (override the
-    model's default scorer).
+    model's default scorer), ``components``, ``face_mesh`` and ``acceptance`` (see :class:`FaceQualityAnalyzer`).
     """
 
     def __init__(self, model, image_processor=None, *, detector=None, detector_weights: str | None = None,
-                 scorer: QualityScorer | None = None, **kwargs: Any):
+                 scorer: QualityScorer | None = None, components: bool = False, face_mesh: Any = None,
+                 acceptance: Any = None, **kwargs: Any):
         super().__init__(model=model, image_processor=image_processor, **kwargs)
         scorer = scorer or scorer_for_model(self.model, self.image_processor, device=self.device)
-        self.analyzer = FaceQualityAnalyzer(scorer, detector=detector, detector_weights=detector_weights)
+        self.analyzer = FaceQualityAnalyzer(scorer, detector=detector, detector_weights=detector_weights,
+                                            components=components, face_mesh=face_mesh, acceptance=acceptance)
 
     def _sanitize_parameters(self, aligned: bool | None = None, largest_face_only: bool | None = None,
                              min_face_size: float | None = None, batch_size: int | None = None,

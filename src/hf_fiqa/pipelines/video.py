@@ -3,7 +3,9 @@
 Frames are decoded with PyAV (FFmpeg). The main face is the largest face of the first sampled frame that has
 one; in later frames it is the detection overlapping its last box most (IoU tracking). When it is lost for
 ``max_lost`` sampled frames the track restarts on the largest face in view. A video that breaks part-way
-(truncated file, corrupt packets) returns the frames scored so far together with an ``error``.
+(truncated file, corrupt packets) returns the frames scored so far together with an ``error``. With an analyzer
+built with ``components=True`` every scored frame also carries the main face's quality components (a series per
+component over time: which frames have closed eyes, a turned head, a face leaving the picture).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..components import as_columns, as_records, concerns
 from ..faces.cropper import face_area, select_faces
 from ..faces.types import DetectedFace
 from ..scorers import crop_spec
@@ -29,6 +32,15 @@ class FrameQuality:
     box: list[float] | None = None
     detection_score: float | None = None
     num_faces: int = 0
+    components: dict[str, dict] | None = None  # the main face's, as hf_fiqa.components.as_records
+    concerns: list[str] | None = None
+
+    def row(self) -> dict[str, Any]:
+        """One output row: the frame's fields, and with components their values as the columns of ``score``."""
+        row = {k: v for k, v in vars(self).items() if k not in ("components", "concerns")}
+        if self.components is not None:
+            row.update(as_columns(self.components, self.concerns or []))
+        return row
 
 
 @dataclass
@@ -48,6 +60,14 @@ class VideoQualityResult:
     def to_dict(self, best: int = 5) -> dict[str, Any]:
         return {"input": self.input, "fps": self.fps, "frames_decoded": self.frames_decoded, "error": self.error,
                 "frames": [vars(f) for f in self.frames], "best_frames": [vars(f) for f in self.best_frames(best)]}
+
+    def component_series(self) -> dict[str, np.ndarray]:
+        """``{component: (frames,) 0-100 values}`` of the main face, NaN where the frame had none or it could not
+        be computed; empty without components."""
+        names = next((list(f.components) for f in self.frames if f.components), [])
+        return {name: np.array([np.nan if not f.components or f.components[name]["component"] is None
+                                else float(f.components[name]["component"]) for f in self.frames])
+                for name in names}
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,6 +157,9 @@ def score_video(path: str | Path, analyzer: FaceQualityAnalyzer, every_n: int | 
                     record.box = [round(float(v), 2) for v in face.box]
                     record.detection_score = round(float(face.score), 4)
                     pending.append((record, analyzer.cropper.align(rgb, [face], [spec])[spec][0]))
+                    if analyzer.components is not None:
+                        results = analyzer.components(rgb, [face], faces)[0]
+                        record.components, record.concerns = as_records(results), concerns(results)
                 result.frames.append(record)
                 bar.update(1)
                 if len(pending) >= batch_frames:
@@ -202,11 +225,15 @@ def _score_pending(analyzer: FaceQualityAnalyzer, pending: list, result: "VideoQ
 
 
 def plot_quality_series(result: VideoQualityResult, path: str | Path, best: int = 5) -> Path:
-    """Save a PNG of main-face quality over time, best frames marked."""
+    """Save a PNG of main-face quality over time, best frames marked; with components, a second panel draws the
+    series of every component that fell below 50 in some frame (up to 8, lowest first)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.5), dpi=120)
-    ax = fig.add_subplot()
+    series = result.component_series()
+    low = sorted((name for name, v in series.items() if np.nanmin(v, initial=100.0) < 50),
+                 key=lambda name: np.nanmin(series[name], initial=100.0))[:8]
+    fig = Figure(figsize=(9, 6 if low else 3.5), dpi=120)
+    ax = fig.add_subplot(2, 1, 1) if low else fig.add_subplot()
     times = [f.time for f in result.frames]
     qualities = [np.nan if f.quality is None else f.quality for f in result.frames]
     ax.plot(times, qualities, marker=".", linewidth=1, label="main face quality")
@@ -218,6 +245,17 @@ def plot_quality_series(result: VideoQualityResult, path: str | Path, best: int 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
+    if low:
+        below = fig.add_subplot(2, 1, 2, sharex=ax)
+        for name in low:
+            below.plot(times, series[name], marker=".", linewidth=1, label=name)
+        below.axhline(50, color="grey", linewidth=0.8, linestyle="--")
+        below.set_ylim(-2, 102)
+        below.set_xlabel("time (s)")
+        below.set_ylabel("component (0-100)")
+        below.set_title("components that fell below 50")
+        below.grid(alpha=0.3)
+        below.legend(loc="best", fontsize="small", ncol=2)
     fig.tight_layout()
     from ..atomic import save_figure
 
