@@ -15,8 +15,10 @@ Both wall-clock and CPU time of this process are reported: on a shared machine t
 the process waited for a core; CPU time is the cost on one core.
 
 Each mode runs twice: with the 5 detector points only, and with synthetic dense landmarks (MediaPipe's canonical
-face placed on the 5 points; it times the dense code paths, it is not a landmark model). OpenCV, BLAS and torch
-(never imported here) are held to one thread: the figures are for one CPU core.
+face placed on the 5 points; it times the dense code paths, it is not a landmark model). With ``--face-mesh FOLDER``
+(``hf-fiqa convert face-mesh``) it also times the real face mesh per face (one photo's faces per call, as
+:class:`hf_fiqa.components.PhotoComponents` runs it) and the components on its landmarks. OpenCV, BLAS and torch are
+held to one thread: the figures are for one CPU core.
 """
 
 from __future__ import annotations
@@ -97,12 +99,33 @@ def _run(faces: list[FaceInput], batch: int, repeats: int, per_component: int) -
     }
 
 
+def _mesh(faces: list[FaceInput], folder: str, batch: int, repeats: int, per_component: int) -> dict:
+    """The real face mesh on each face's photo (ms per face), then the components on its landmarks."""
+    import torch
+
+    from hf_fiqa.components import load_face_mesh
+    from hf_fiqa.faces.types import DetectedFace
+
+    torch.set_num_threads(1)
+    landmarker = load_face_mesh(folder)
+    dets = [DetectedFace(box=f.box, landmarks=f.landmarks, score=f.score) for f in faces]
+    landmarker.run_faces(faces[0].photo, dets[:1])  # warm-up
+    results = []
+    wall, cpu = _best(lambda: results.__setitem__(slice(None), [landmarker.run_faces(f.photo, [d])
+                                                                for f, d in zip(faces, dets)]), repeats)
+    meshed = [FaceInput(f.photo, f.box, f.landmarks, f.score, f.n_faces, f.other_boxes, r.landmarks[0],
+                        float(r.presence[0])) for f, r in zip(faces, results)]
+    return {"face_mesh_ms_per_face": {"wall": round(wall / len(faces) * 1e3, 3), "cpu": round(cpu / len(faces) * 1e3, 3)},
+            "torch": torch.__version__, **_run(meshed, batch, repeats, per_component)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=128, help="LFW photos, spread over the label list")
     ap.add_argument("--batch", type=int, default=32, help="faces per compute_components_batch call")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes; the best is reported")
     ap.add_argument("--per-component", type=int, default=32, help="faces for the per-component timings")
+    ap.add_argument("--face-mesh", default=None, help="a converted face-mesh folder: also time the real mesh")
     args = ap.parse_args(argv)
 
     cv2.setNumThreads(1)
@@ -112,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "detection": detection,
         "five_points": _run(faces, args.batch, args.repeats, args.per_component),
         "synthetic_dense": _run(_with_dense(faces), args.batch, args.repeats, args.per_component),
+        **({"face_mesh": _mesh(faces, args.face_mesh, args.batch, args.repeats, args.per_component)}
+           if args.face_mesh else {}),
         "cv2_threads": cv2.getNumThreads(),
         "opencv": cv2.__version__,
         "numpy": np.__version__,

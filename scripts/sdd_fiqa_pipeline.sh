@@ -8,5 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
+# The face mesh for the quality components of the evaluation table (eyes open, mouth closed, pitch): converted
+# once from the mediapipe wheel that setup.sh downloaded; without it those three components are left out.
+MESH=runs/face-mesh
+if [ -z "${HF_FIQA_FACE_MESH:-}" ] && [ ! -f "$MESH/config.json" ] && ls .whl/mediapipe/mediapipe-0.10.14-*.whl >/dev/null 2>&1; then
+  "$PY" -m hf_fiqa.cli convert face-mesh .whl/mediapipe/mediapipe-0.10.14-*.whl "$MESH" \
+    || echo "sdd_fiqa_pipeline: face-mesh conversion failed; components without dense landmarks"
+fi
+if [ -z "${HF_FIQA_FACE_MESH:-}" ] && [ -f "$MESH/config.json" ]; then export HF_FIQA_FACE_MESH=$MESH; fi
 exec "$PY" -m hf_fiqa.cli sdd-fiqa --shared "${HF_FIQA_SHARED:-../shared}" --output "${OUT:-runs/sdd-fiqa}" \
   $([ "${FULL:-0}" = 1 ] && echo --full) "$@"

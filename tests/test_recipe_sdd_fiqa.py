@@ -50,9 +50,15 @@ def test_every_stage_writes_its_outputs(small_run):
         assert (out / path).is_file(), path
     summary = json.loads((out / "labels_by_degradation.json").read_text())
     assert summary["clean"]["n"] > 0 and set(summary) <= {"clean", *DEGRADATIONS}
+    from hf_fiqa.components import COMPONENT_NAMES
+
     methods = {row["method"] for row in result["report"].rows()}
-    assert methods == {"maniqa_sdd_fiqa", "detector_confidence", "inter_eye_distance", "face_size", "sharpness",
-                       "random", "magface_own_recognizer"}
+    baselines = {"maniqa_sdd_fiqa", "detector_confidence", "inter_eye_distance", "face_size", "sharpness", "random",
+                 "magface_own_recognizer"}
+    # every quality component is a row too; without $HF_FIQA_FACE_MESH the dense-only three are left out
+    dense_only = {"component:eyes_open", "component:mouth_closed", "component:head_pose_pitch"}
+    components = {f"component:{name}" for name in COMPONENT_NAMES}
+    assert baselines < methods <= baselines | components and components - dense_only <= methods
     assert set(config.timings) >= {"faces", "degraded", "labels", "network", "calibration", "magface", "evaluate"}
     # The discard table works at the EDC table's FMR threshold, not at one of its own.
     fmr_threshold = next(t["value"] for t in json.loads((out / "eval" / "pauc.json").read_text())["thresholds"].values()

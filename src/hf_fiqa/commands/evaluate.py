@@ -213,10 +213,10 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
             raise InputError(f"quality '{name}' {path}: values are not numeric") from None
     check_new_output_folder(args.output_dir, overwrite=args.overwrite, inputs=[args.embeddings, args.identities],
                             what="--output-dir")
-    if args.method:
+    if args.method or args.components:
         qualities.update(_method_qualities(args, len(emb)))
     if not qualities:
-        raise InputError("give at least one --quality or --method")
+        raise InputError("give at least one --quality, --method or --components")
     report = evaluate_fiqa(
         emb,
         identities,
@@ -267,7 +267,11 @@ def _evaluate_fiqa(args: argparse.Namespace) -> int:
 
 
 def _method_qualities(args: argparse.Namespace, n_rows: int) -> dict:
-    """Score the photos listed in the identities table (``path`` column) with each ``--method``."""
+    """Score the photos listed in the identities table (``path`` column) with each ``--method`` (and every
+    quality component with ``--components``)."""
+    import numpy as np
+
+    from ..components import PhotoComponents, load_face_mesh
     from ..faces.detection import YuNetDetector
     from ..pipelines.dataset_quality import score_largest_faces
     from .options import resolve_device
@@ -285,7 +289,22 @@ def _method_qualities(args: argparse.Namespace, n_rows: int) -> dict:
         if name in scorers:
             raise InputError(f"--method name '{name}' given twice")
         scorers[name] = load_scorer(model or name, device=resolve_device(args.device))
-    return score_largest_faces(paths, scorers, YuNetDetector(args.detector_weights))
+    stage = PhotoComponents(load_face_mesh(args.face_mesh)) if args.components else None
+    problems: list[tuple[str, str]] = []
+    qualities = score_largest_faces(paths, scorers, YuNetDetector(args.detector_weights), components=stage,
+                                    problems=problems)
+    if problems:
+        path, why = problems[0]
+        if len(problems) == len(paths):
+            raise InputError(f"no face in any of the {len(paths)} photos of {table} (first: {path}: {why}); "
+                             "relative paths start at --images-root (default: the table's folder)")
+        print(f"note: {len(problems)} of {len(paths)} photos gave no face, their methods' qualities are NaN "
+              f"(first: {path}: {why})", file=sys.stderr)
+    for name in [n for n, q in qualities.items() if n.startswith("component:") and np.isnan(q).all()]:
+        print(f"note: {name} left out: it could not be computed for any photo (e.g. eyes open without "
+              "--face-mesh)", file=sys.stderr)
+        del qualities[name]
+    return qualities
 
 
 def _guarded(handler):
@@ -368,6 +387,12 @@ def register(subparsers: Any) -> None:
         "baseline (inter_eye_distance, face_size, detector_confidence, sharpness, random) or NAME=MODEL (a MANIQA/"
         "MUSIQ folder, or a recognition model for MagFace magnitude); the largest face of each photo, as embed uses",
     )
+    fiqa.add_argument("--components", action="store_true",
+                      help="add every ISO/IEC 29794-5-style quality component of the same face as a method "
+                           "(component:NAME, its 0-100 value; needs the identities table's 'path' column)")
+    fiqa.add_argument("--face-mesh", default=None, metavar="FOLDER",
+                      help="face-mesh model for --components (else $HF_FIQA_FACE_MESH; without one, eyes open, "
+                           "mouth closed and pitch are NaN, i.e. lowest)")
     fiqa.add_argument("--images-root", help="folder the table's relative paths start from (default: the table's folder)")
     fiqa.add_argument("--detector-weights", help="YuNet ONNX for --method (else $HF_FIQA_DETECTOR_WEIGHTS or the Hub)")
     add_device_args(fiqa, dtype=False)

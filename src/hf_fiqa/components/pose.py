@@ -200,8 +200,9 @@ def head_pose(batch: FaceBatch) -> tuple[np.ndarray, list[str | None], list[str 
 class _HeadPoseAngle(Component):
     unit = "degrees"
     axis: ClassVar[int]
-    differs_from_ofiq = ("angles from a Procrustes fit of the MediaPipe mesh to its canonical face (OFIQ: "
-                         "3DDFA-V2), or a labelled 5-point estimate of yaw and roll without dense landmarks")
+    differs_from_ofiq = ("pitch and roll from a Procrustes fit of the MediaPipe mesh to its canonical face, yaw the "
+                         "largest of the mesh's 2D fit, the nose offset and (beyond 40 deg) the eye line's "
+                         "foreshortening (OFIQ: 3DDFA-V2); without dense landmarks labelled 5-point yaw and roll")
 
     def measure(self, batch: FaceBatch) -> Measured:
         angles, method, reasons = head_pose(batch)

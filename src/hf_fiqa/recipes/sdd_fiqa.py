@@ -356,6 +356,7 @@ class SDDFIQARecipe:
         for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "random"):
             qualities[name] = make_baseline(name).score(chip_faces)
         qualities["magface_own_recognizer"] = magface[ok]
+        qualities.update(self.component_qualities(celeba, ok))
         report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], qualities,
                                fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
                                discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap,
@@ -369,6 +370,19 @@ class SDDFIQARecipe:
         plot_quality_histogram(qualities["maniqa_sdd_fiqa"], self.out / "eval" / "quality_histogram.png")
         self._timed("evaluate", start)
         return {"report": report, "paths": paths, "thresholds": table}
+
+    def component_qualities(self, celeba: FaceSet, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every quality component of the same (largest) faces as one more method, ``component:NAME``: which single
+        measure predicts recognition failure. Dense-landmark components need ``$HF_FIQA_FACE_MESH`` (the main job's
+        script converts the face mesh when setup.sh downloaded its wheel); those never computed are left out."""
+        from ..components import PhotoComponents, load_face_mesh
+        from ..pipelines.dataset_quality import score_largest_faces
+
+        mesh = load_face_mesh()
+        _say(f"   quality components of the CelebA faces ({'with' if mesh else 'without'} the face mesh)")
+        found = score_largest_faces([str(p) for p in celeba.paths[rows]], {}, self.cropper,
+                                    progress=self.config.progress, components=PhotoComponents(mesh))
+        return {name: values for name, values in found.items() if not np.isnan(values).all()}
 
     def stage_ablation(self, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet) -> str:
