@@ -224,7 +224,7 @@ def verification(descriptors: np.ndarray, identities: list[str]) -> dict[str, An
     """EER and FNMR at FMR 1e-2/1e-3 over all pairs (cosine of L2-normalised descriptors)."""
     from hf_fiqa.metrics.edc import fnmr_at, threshold_for_fmr
     from hf_fiqa.metrics.pairs import build_pairs, pair_similarities
-    from hf_fiqa.training.tasks import equal_error_rate
+    from hf_fiqa.metrics.pairs import equal_error_rate
 
     pairs = build_pairs(np.asarray(identities), max_impostors=None)
     genuine = pair_similarities(descriptors, pairs.genuine)

@@ -3,7 +3,7 @@
 One loader per source, each returning typed ``Dataset``/``DatasetDict`` objects::
 
     from hf_fiqa.data import load_koniq10k, load_tid2013, load_ffhq, load_ms1m, load_kface
-    from hf_fiqa.data import load_identity_folder, load_verification_pairs
+    from hf_fiqa.data import load_identity_folder, load_verification_pairs, load_cfp, read_cfp_pairs
     from hf_fiqa.data import align_dataset, degrade_dataset, publish_dataset
 
 Names are resolved lazily (PEP 562) so that importing this package - which the ``hf-fiqa``
@@ -44,6 +44,8 @@ _EXPORTS = {
     "UnsafePickleError": "verification",
     "load_kface": "kface",
     "load_identity_folder": "identity_folder",
+    "load_cfp": "cfp",
+    "read_cfp_pairs": "cfp",
     # derived datasets and publishing
     "align_dataset": "aligned",
     "degrade": "degradations",

@@ -176,3 +176,16 @@ def pair_similarities(
         p = pairs[start : start + chunk_size]
         out[start : start + p.shape[0]] = np.einsum("ij,ij->i", emb[p[:, 0]], emb[p[:, 1]])
     return out
+
+
+def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """The error rate where false non-matches equal false matches (thresholds at every observed score)."""
+    scores = np.concatenate([genuine, impostor])
+    is_genuine = np.concatenate([np.ones(len(genuine)), np.zeros(len(impostor))])
+    order = np.argsort(-scores, kind="stable")
+    g = np.cumsum(is_genuine[order])  # genuine accepted at each cut
+    i = np.cumsum(1 - is_genuine[order])
+    fnmr = 1 - g / len(genuine)
+    fmr = i / len(impostor)
+    k = int(np.argmin(np.abs(fnmr - fmr)))
+    return float((fnmr[k] + fmr[k]) / 2)

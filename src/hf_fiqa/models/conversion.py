@@ -255,6 +255,18 @@ CONVERTERS: dict[str, Converter] = {
         summary="summarize",
         kind="recognizer",
     ),
+    "mobilefacenet": Converter(
+        module="mobilefacenet.convert_mobilefacenet",
+        function="convert_mobilefacenet_checkpoint",
+        help="MobileFaceNet trained on MS1M-refine (foamliu/MobileFaceNet's MobileFaceNet.onnx)",
+        src_help="the release's MobileFaceNet.onnx (BatchNorm folded; read with the onnx package, no pickle)",
+        summary="summarize",
+        description=(
+            "Convert foamliu/MobileFaceNet's ONNX export (Apache-2.0; MS1M-refine, LFW 99.48 %) into a transformers "
+            "folder: 128-d embeddings of 112x112 crops on the standard ArcFace template, RGB, ImageNet mean/std."
+        ),
+        kind="recognizer",
+    ),
     "face-mesh": Converter(
         module="face_mesh.convert_face_mesh",
         function="convert_face_mesh_checkpoint",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..metrics.pairs import equal_error_rate
 from .config import ConfigError, TrainConfig
 from .data import ExampleDataset, ProcessorTransform, TaskData, load_fiqa, load_iqa, load_recognition, train_transform
 
@@ -291,19 +292,6 @@ class RecognitionTask(Task):
         backbone = model.backbone if isinstance(model, RecognitionModule) else model
         backbone.save_pretrained(folder)
         self.processor.save_pretrained(folder)
-
-
-def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    """The error rate where false non-matches equal false matches (thresholds at every observed score)."""
-    scores = np.concatenate([genuine, impostor])
-    is_genuine = np.concatenate([np.ones(len(genuine)), np.zeros(len(impostor))])
-    order = np.argsort(-scores, kind="stable")
-    g = np.cumsum(is_genuine[order])  # genuine accepted at each cut
-    i = np.cumsum(1 - is_genuine[order])
-    fnmr = 1 - g / len(genuine)
-    fmr = i / len(impostor)
-    k = int(np.argmin(np.abs(fnmr - fmr)))
-    return float((fnmr[k] + fmr[k]) / 2)
 
 
 def make_task(config: TrainConfig) -> Task:

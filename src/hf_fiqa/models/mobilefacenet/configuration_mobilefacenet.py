@@ -34,6 +34,10 @@ class MobileFaceNetConfig(PretrainedConfig):
         sep_width: channels of the 1x1 expansion before the GDC (512).
         image_size: side of the square aligned input; a multiple of 16 (112 in practice).
         bn_eps: BatchNorm epsilon.
+        activation: ``"prelu"`` (the paper's) or ``"relu6"`` (MobileNetV2's, as in foamliu/MobileFaceNet, the
+            MS1M-trained release ``hf-fiqa convert mobilefacenet`` reads).
+        stem_separable: the stem's depthwise 3x3 is followed by a 1x1 pointwise conv, each with BatchNorm and
+            ReLU (foamliu/MobileFaceNet's ``DepthwiseSeparableConv``); False: the paper's depthwise conv alone.
 
     Pixel normalisation lives in the image processor (the iResNet one,
     ``IResNetImageProcessor``, saved next to the weights).
@@ -53,6 +57,8 @@ class MobileFaceNetConfig(PretrainedConfig):
         image_size: int = 112,
         num_channels: int = 3,
         bn_eps: float = 1e-5,
+        activation: str = "prelu",
+        stem_separable: bool = False,
         **kwargs,
     ):
         self.embedding_size = _positive_int("embedding_size", embedding_size)
@@ -73,6 +79,10 @@ class MobileFaceNetConfig(PretrainedConfig):
         if not float(bn_eps) > 0:
             raise ValueError(f"bn_eps must be positive, got {bn_eps!r}")
         self.bn_eps = float(bn_eps)
+        if activation not in ("prelu", "relu6"):
+            raise ValueError(f"activation must be 'prelu' or 'relu6', got {activation!r}")
+        self.activation = activation
+        self.stem_separable = bool(stem_separable)
         super().__init__(**kwargs)
 
     @property

@@ -46,29 +46,37 @@ class MobileFaceNetOutput(ModelOutput):
     norms: torch.Tensor | None = None
 
 
+def _activation(name: str | None, channels: int) -> list[nn.Module]:
+    if name is None:
+        return []
+    if name == "prelu":
+        return [nn.PReLU(channels)]
+    return [{"relu6": nn.ReLU6, "relu": nn.ReLU}[name]()]
+
+
 class ConvBN(nn.Sequential):
-    """Bias-free convolution + BatchNorm, with PReLU unless it is a linear (projection) layer."""
+    """Bias-free convolution + BatchNorm + activation (``act``: "prelu", "relu6", "relu"; None for a linear
+    projection layer)."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True, eps: float = 1e-5
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: str | None = "prelu",
+        eps: float = 1e-5
     ):
         layers: list[nn.Module] = [
             nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2 if kernel == 3 else 0, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch, eps=eps),
         ]
-        if act:
-            layers.append(nn.PReLU(out_ch))
-        super().__init__(*layers)
+        super().__init__(*layers, *_activation(act, out_ch))
 
 
 class Bottleneck(nn.Module):
     """Inverted residual: expand 1x1 -> depthwise 3x3 (stride) -> linear project 1x1 (+ shortcut)."""
 
-    def __init__(self, in_ch: int, out_ch: int, hidden: int, stride: int, eps: float):
+    def __init__(self, in_ch: int, out_ch: int, hidden: int, stride: int, eps: float, act: str = "prelu"):
         super().__init__()
-        self.expand = ConvBN(in_ch, hidden, 1, eps=eps)
-        self.depthwise = ConvBN(hidden, hidden, 3, stride=stride, groups=hidden, eps=eps)
-        self.project = ConvBN(hidden, out_ch, 1, act=False, eps=eps)
+        self.expand = ConvBN(in_ch, hidden, 1, act=act, eps=eps)
+        self.depthwise = ConvBN(hidden, hidden, 3, stride=stride, groups=hidden, act=act, eps=eps)
+        self.project = ConvBN(hidden, out_ch, 1, act=None, eps=eps)
         self.residual = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,20 +126,25 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
     def __init__(self, config: MobileFaceNetConfig):
         super().__init__(config)
         eps, c1, c2, c3 = config.bn_eps, config.stem_width, config.stage_width, config.sep_width
-        self.stem = ConvBN(config.num_channels, c1, 3, stride=2, eps=eps)
-        self.stem_dw = ConvBN(c1, c1, 3, groups=c1, eps=eps)
+        act = getattr(config, "activation", "prelu")
+        self.stem = ConvBN(config.num_channels, c1, 3, stride=2, act=act, eps=eps)
+        if getattr(config, "stem_separable", False):
+            self.stem_dw = nn.Sequential(ConvBN(c1, c1, 3, groups=c1, act="relu", eps=eps),
+                                         ConvBN(c1, c1, 1, act="relu", eps=eps))
+        else:
+            self.stem_dw = ConvBN(c1, c1, 3, groups=c1, act=act, eps=eps)
         # (input, output, expansion of the stride-2 entry block) per stage; residual blocks expand x2.
         plan = [(c1, c1, 2), (c1, c2, 4), (c2, c2, 4)]
         stages = []
         for (in_ch, out_ch, entry_t), repeats in zip(plan, config.blocks):
-            blocks = [Bottleneck(in_ch, out_ch, in_ch * entry_t, 2, eps)]
-            blocks += [Bottleneck(out_ch, out_ch, out_ch * 2, 1, eps) for _ in range(repeats)]
+            blocks = [Bottleneck(in_ch, out_ch, in_ch * entry_t, 2, eps, act)]
+            blocks += [Bottleneck(out_ch, out_ch, out_ch * 2, 1, eps, act) for _ in range(repeats)]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
-        self.sep = ConvBN(c2, c3, 1, eps=eps)
+        self.sep = ConvBN(c2, c3, 1, act=act, eps=eps)
         # Global depthwise convolution: one learned 7x7 spatial weighting per channel instead of
         # average pooling, because face crops are aligned and the centre matters more than corners.
-        self.gdc = ConvBN(c3, c3, config.feature_map_size, groups=c3, act=False, eps=eps)
+        self.gdc = ConvBN(c3, c3, config.feature_map_size, groups=c3, act=None, eps=eps)
         self.fc = nn.Linear(c3, config.embedding_size, bias=False)
         self.features = nn.BatchNorm1d(config.embedding_size, eps=eps)
         self.post_init()
