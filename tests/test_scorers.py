@@ -37,3 +37,28 @@ def test_model_scorer_takes_crops_of_any_size(tiny_maniqa_dir):
 def test_unknown_name_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot load a quality scorer from"):
         load_scorer(str(tmp_path / "nowhere"))
+
+
+def test_head_pose_baseline_prefers_frontal_faces():
+    """Geometry: the canonical face's 5 points, turned by known yaws and tilted in the image; the 5-point pose
+    baseline falls monotonically with the turn and with the tilt, and needs detections."""
+    from hf_fiqa.components.canonical_face import CANONICAL_FACE
+    from hf_fiqa.faces.types import DetectedFace
+    from hf_fiqa.scorers.baselines import MissingDetectionError
+
+    def face(yaw: float, roll: float = 0.0) -> AlignedFace:
+        a, r = np.radians(yaw), np.radians(roll)
+        turn = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        p = CANONICAL_FACE @ turn.T
+        xy = np.stack([p[:, 0], -p[:, 1]], 1) @ np.array([[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]]).T
+        five = np.stack([xy[[33, 133]].mean(0), xy[[362, 263]].mean(0), xy[1], xy[61], xy[291]]) * 10 + 200
+        return AlignedFace(crop=np.zeros((112, 112, 3), np.uint8),
+                           face=DetectedFace(box=np.array([100, 100, 300, 300], np.float32), landmarks=five, score=0.9))
+
+    scorer = load_scorer("head_pose_5pt")
+    by_yaw = scorer.score([face(y) for y in (0, 15, 30, 50, 70)])
+    by_roll = scorer.score([face(0, r) for r in (0, 10, 25)])
+    assert by_yaw[0] == pytest.approx(1.0, abs=0.01) and np.all(np.diff(by_yaw) < 0) and by_yaw[-1] < 0.15
+    assert np.all(np.diff(by_roll) < 0)
+    with pytest.raises(MissingDetectionError):
+        scorer.score(_crops(112, 1))

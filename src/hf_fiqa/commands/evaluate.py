@@ -384,7 +384,7 @@ def register(subparsers: Any) -> None:
     fiqa.add_argument(
         "--method", action="append", default=[], metavar="NAME[=MODEL]",
         help="score the photos of the identities table (its 'path' column, e.g. rows.csv of hf-fiqa embed) with a "
-        "baseline (inter_eye_distance, face_size, detector_confidence, sharpness, random) or NAME=MODEL (a MANIQA/"
+        "baseline (inter_eye_distance, face_size, detector_confidence, sharpness, head_pose_5pt, random) or NAME=MODEL (a MANIQA/"
         "MUSIQ folder, or a recognition model for MagFace magnitude); the largest face of each photo, as embed uses",
     )
     fiqa.add_argument("--components", action="store_true",

@@ -356,7 +356,7 @@ def run_video(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="model folder or Hub id (MANIQA, MagFace iResNet), or a baseline: "
-                             "inter_eye_distance, face_size, detector_confidence, sharpness, random")
+                             "inter_eye_distance, face_size, detector_confidence, sharpness, head_pose_5pt, random")
     parser.add_argument("--output", help="FILE.csv or FILE.jsonl (default: CSV on stdout)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--batch-size", type=positive_int, default=16, help="faces per forward pass")

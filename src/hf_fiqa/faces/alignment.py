@@ -79,17 +79,18 @@ _ANTIALIAS_BELOW = 0.75
 
 
 def template_for(size: int, template: np.ndarray | Sequence[Sequence[float]] | None = None) -> np.ndarray:
-    """The 5 template points in pixels of a ``size`` x ``size`` crop.
+    """The template points in pixels of a ``size`` x ``size`` crop.
 
-    ``template``: the points in unit-square coordinates (default: ArcFace's geometry).
+    ``template``: the points in unit-square coordinates (default: ArcFace's geometry): 5 points in ArcFace order,
+    or 3 (the two eye centres and the mouth centre, as LightQNet aligns).
     """
     if int(size) != size or size < 8:
         raise ValueError(f"crop size must be an integer >= 8, got {size!r}")
     if template is None:
         return ARCFACE_TEMPLATE_112 * (float(size) / 112.0)
     points = np.asarray(template, dtype=np.float64)
-    if points.shape != (5, 2) or not np.isfinite(points).all():
-        raise ValueError(f"an alignment template is 5 finite (x, y) points, got shape {points.shape}")
+    if points.shape not in ((5, 2), (3, 2)) or not np.isfinite(points).all():
+        raise ValueError(f"an alignment template is 5 (or 3) finite (x, y) points, got shape {points.shape}")
     return points * float(size)
 
 
@@ -113,10 +114,13 @@ def estimate_similarity(landmarks: np.ndarray, size: int = 112,
     """
     src = _check_landmarks(landmarks)
     dst = template_for(size, template)
-    # x' = a x - b y + tx ;  y' = b x + a y + ty  -> rows of a 10x4 linear system.
-    rows = np.zeros((10, 4))
-    rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(5), np.zeros(5)])
-    rows[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(5), np.ones(5)])
+    if len(dst) == 3:  # eye centres and mouth centre
+        src = np.stack([src[0], src[1], src[3:5].mean(0)])
+    n = len(src)
+    # x' = a x - b y + tx ;  y' = b x + a y + ty  -> rows of a (2n)x4 linear system.
+    rows = np.zeros((2 * n, 4))
+    rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)])
+    rows[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(n), np.ones(n)])
     (a, b, tx, ty), *_ = np.linalg.lstsq(rows, dst.reshape(-1), rcond=None)
     return np.array([[a, -b, tx], [b, a, ty]], dtype=np.float64)
 

@@ -40,7 +40,8 @@ class AlignedFace:
 class CropSpec:
     """What a consumer of aligned faces wants: the crop side and the template it was trained on.
 
-    ``template`` holds the 5 landmark positions in unit-square coordinates (ArcFace order);
+    ``template`` holds the 5 landmark positions in unit-square coordinates (ArcFace order), or 3 (eye centres and
+    mouth centre);
     ``None`` means the ArcFace template. It is a tuple so specs can key dictionaries: the face
     cropper warps each face once per distinct spec however many scorers share it.
     """
@@ -54,6 +55,7 @@ class CropSpec:
         object.__setattr__(self, "size", int(self.size))
         if self.template is not None:
             points = tuple((float(x), float(y)) for x, y in self.template)
-            if len(points) != 5:
-                raise ValueError(f"an alignment template is 5 (x, y) points, got {len(points)}")
+            if len(points) not in (5, 3):
+                raise ValueError(f"an alignment template is 5 (or 3: eyes and mouth centre) (x, y) points, "
+                                 f"got {len(points)}")
             object.__setattr__(self, "template", points)

@@ -59,6 +59,9 @@ _CITATIONS = {
              "and others}, booktitle={ICCV}, year={2021}}",
     "sdd-fiqa": "@inproceedings{ou2021sddfiqa, title={SDD-FIQA: Unsupervised Face Image Quality Assessment with "
                 "Similarity Distribution Distance}, author={Ou, Fu-Zhao and others}, booktitle={CVPR}, year={2021}}",
+    "lightqnet": "@article{chen2021lightqnet, title={LightQNet: Lightweight Deep Face Quality Assessment for "
+                 "Risk-Controlled Face Recognition}, author={Chen, Kai and Yi, Taihe and Lv, Qi}, journal={IEEE Signal "
+                 "Processing Letters}, year={2021}}",
     "magface": "@inproceedings{meng2021magface, title={MagFace: A Universal Representation for Face Recognition and "
                "Quality Assessment}, author={Meng, Qiang and others}, booktitle={CVPR}, year={2021}}",
 }
@@ -141,7 +144,8 @@ def _bands_text(config: Mapping[str, Any]) -> str:
 
 
 # Weights whose licence is not the project's: dlib's recognizer was released into the public domain.
-WEIGHT_LICENSES: dict[str, tuple[str, str | None]] = {"dlib_resnet": ("other", "public-domain")}
+WEIGHT_LICENSES: dict[str, tuple[str, str | None]] = {"dlib_resnet": ("other", "public-domain"),
+                                                       "lightqnet": ("mit", None)}
 
 
 def write_model_card(
@@ -276,8 +280,8 @@ def _body(folder, config, task, info, model_type, model_name, results, datasets,
 
 
 def _citations_for(model_type: str, task: str) -> list[str]:
-    keys = [k for k in ("maniqa", "musiq") if k == model_type]
-    if task == "fiqa":
+    keys = [k for k in ("maniqa", "musiq", "lightqnet") if k == model_type]
+    if task == "fiqa" and model_type != "lightqnet":
         keys.append("sdd-fiqa")
     if task == "recognition":
         keys.append("magface")

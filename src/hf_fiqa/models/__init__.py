@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-FAMILIES = ("dlib_resnet", "face_mesh", "iresnet", "maniqa", "mobilefacenet", "musiq")
+FAMILIES = ("dlib_resnet", "face_mesh", "iresnet", "lightqnet", "maniqa", "mobilefacenet", "musiq")
 
 _registered = False
 

@@ -255,6 +255,18 @@ CONVERTERS: dict[str, Converter] = {
         summary="summarize",
         kind="recognizer",
     ),
+    "lightqnet": Converter(
+        module="lightqnet.convert_lightqnet",
+        function="convert_lightqnet_checkpoint",
+        help="LightQNet's released frozen TensorFlow graph (lightqnet-dm100.pb of KaenChan/lightqnet)",
+        src_help="the .pb GraphDef (read with tensorboard's protobuf schema; no TensorFlow)",
+        summary="summarize",
+        description=(
+            "Convert LightQNet (Chen et al., IEEE SPL 2021; MIT), a 1.8 MB face-quality network, into a transformers "
+            "folder: 96x96 BGR crops aligned on the eye and mouth centres, quality in [0, 1]."
+        ),
+        kind="quality",
+    ),
     "mobilefacenet": Converter(
         module="mobilefacenet.convert_mobilefacenet",
         function="convert_mobilefacenet_checkpoint",

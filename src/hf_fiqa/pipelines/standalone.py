@@ -178,12 +178,16 @@ class YuNet:
 
 
 def align(rgb: np.ndarray, landmarks: np.ndarray, size: int, template: np.ndarray | None = None) -> np.ndarray:
-    """Least-squares 5-point similarity onto the template at ``size`` px, warped (black border)."""
+    """Least-squares similarity of the 5 points (or, for a 3-point template, the eye centres and the mouth centre)
+    onto the template at ``size`` px, warped (black border)."""
     src = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     dst = (ARCFACE_112 / 112.0 if template is None else np.asarray(template, dtype=np.float64)) * float(size)
-    rows = np.zeros((10, 4))
-    rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(5), np.zeros(5)])
-    rows[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(5), np.ones(5)])
+    if len(dst) == 3:
+        src = np.stack([src[0], src[1], src[3:5].mean(0)])
+    n = len(src)
+    rows = np.zeros((2 * n, 4))
+    rows[0::2] = np.column_stack([src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)])
+    rows[1::2] = np.column_stack([src[:, 1], src[:, 0], np.zeros(n), np.ones(n)])
     (a, b, tx, ty), *_ = np.linalg.lstsq(rows, dst.reshape(-1), rcond=None)
     matrix = np.array([[a, -b, tx], [b, a, ty]])
     scale = float(np.sqrt(abs(a * a + b * b)))

@@ -353,7 +353,7 @@ class SDDFIQARecipe:
         faces = [AlignedFace(crop=np.asarray(quality_crops[i]), face=celeba.detected(i)) for i in ok]
         chip_faces = [AlignedFace(crop=np.asarray(chips[i]), face=celeba.detected(i)) for i in ok]
         qualities = {"maniqa_sdd_fiqa": hybrid.score(faces)}
-        for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "random"):
+        for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "head_pose_5pt", "random"):
             qualities[name] = make_baseline(name).score(chip_faces)
         qualities["magface_own_recognizer"] = magface[ok]
         qualities.update(self.component_qualities(celeba, ok))

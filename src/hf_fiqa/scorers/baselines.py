@@ -95,6 +95,27 @@ class SharpnessScorer:
         return out
 
 
+class HeadPoseFivePointScorer:
+    """Frontality from the detector's 5 landmarks alone: ``cos(yaw)^2 * cos(roll)^2`` with yaw from the nose offset
+    and, beyond 40 degrees, the eye line's foreshortening, and roll from the eye line
+    (:mod:`hf_fiqa.components.pose`). A turned head hides half the face; this is the cheapest signal of it."""
+
+    def __init__(self, crop_size: int = 112, name: str = "head_pose_5pt"):
+        self.name = name
+        self.crop_size = crop_size
+
+    def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
+        from ..components.pose import combined_yaw, pose_from_five, yaw_from_foreshortening
+
+        dets = _detections(self.name, faces, "five landmarks")
+        if not dets:
+            return np.empty(0, dtype=np.float64)
+        points = np.stack([np.asarray(d.landmarks, dtype=np.float64) for d in dets])
+        angles = pose_from_five(points)
+        yaw = combined_yaw(angles[:, :1], yaw_from_foreshortening(points))
+        return np.cos(np.radians(yaw)) ** 2 * np.cos(np.radians(angles[:, 2])) ** 2
+
+
 class RandomScorer:
     """Uniform random qualities from a seeded generator: the floor every method must clear."""
 
@@ -113,6 +134,7 @@ BASELINES: dict[str, Callable[..., object]] = {
     "face_size": FaceSizeScorer,
     "detector_confidence": DetectorConfidenceScorer,
     "sharpness": SharpnessScorer,
+    "head_pose_5pt": HeadPoseFivePointScorer,
     "random": RandomScorer,
 }
 

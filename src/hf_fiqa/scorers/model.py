@@ -56,7 +56,9 @@ class ModelQualityScorer:
         if step <= 0:
             raise ValueError(f"batch_size must be positive, got {step}")
         batch = self.image_processor(list(images), return_tensors="pt")
-        owners = batch["crop_to_image"]
+        # Multi-view processors (MANIQA, MUSIQ) say which image each view came from; a plain one (LightQNet's) makes
+        # one view per image.
+        owners = batch["crop_to_image"] if "crop_to_image" in batch else torch.arange(len(images))
         # Everything else the processor returns is model input (MUSIQ adds positions, scale ids and a mask).
         inputs = {k: v for k, v in batch.items() if k != "crop_to_image"}
         view_scores = []
@@ -69,6 +71,8 @@ class ModelQualityScorer:
         scores = torch.cat(view_scores)
         if scores.ndim > 1:  # several outputs: the first is the quality
             scores = scores[:, 0]
+        if not hasattr(self.image_processor, "aggregate_scores"):
+            return scores.double().numpy()
         return self.image_processor.aggregate_scores(scores, owners).double().numpy()
 
     def score(self, faces: Sequence[AlignedFace], batch_size: int | None = None) -> np.ndarray:
