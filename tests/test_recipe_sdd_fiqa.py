@@ -53,8 +53,8 @@ def test_every_stage_writes_its_outputs(small_run):
     from hf_fiqa.components import COMPONENT_NAMES
 
     methods = {row["method"] for row in result["report"].rows()}
-    baselines = {"maniqa_sdd_fiqa", "detector_confidence", "inter_eye_distance", "face_size", "sharpness", "head_pose_5pt", "random",
-                 "magface_own_recognizer"}
+    baselines = {"maniqa_sdd_fiqa", "detector_confidence", "inter_eye_distance", "face_size", "sharpness",
+                 "head_pose_5pt", "random", "magface_own_recognizer", "lightqnet"}  # lightqnet: the source tree's graph
     # every quality component is a row too; without $HF_FIQA_FACE_MESH the dense-only three are left out
     dense_only = {"component:eyes_open", "component:mouth_closed", "component:head_pose_pitch"}
     components = {f"component:{name}" for name in COMPONENT_NAMES}

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The repository root of a source checkout (``third_party/`` lives there; absent from an installed wheel).
+SOURCE_TREE = _REPO_ROOT
 
 
 def shared_dir() -> Path:

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import AtomicTextFile
+from ..paths import SOURCE_TREE
 from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
 from ..faces.alignment import resize_crop
 from ..faces.types import AlignedFace, CropSpec
@@ -71,6 +72,8 @@ class RecipeConfig:
     bootstrap: int = DEFAULT_BOOTSTRAP
     seed: int = 0
     limit: int | None = None  # photos per dataset (smoke runs)
+    # LightQNet's released graph, a published peer for the table (None: the copy in the source tree, if any)
+    lightqnet_graph: Path | None = None
     ablation: bool = False  # also train the other start and the no-degraded-copies variants
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
@@ -356,7 +359,7 @@ class SDDFIQARecipe:
         for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "head_pose_5pt", "random"):
             qualities[name] = make_baseline(name).score(chip_faces)
         qualities["magface_own_recognizer"] = magface[ok]
-        qualities.update(self.component_qualities(celeba, ok))
+        qualities.update(self.peer_and_component_qualities(celeba, ok))
         report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], qualities,
                                fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
                                discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap,
@@ -371,16 +374,36 @@ class SDDFIQARecipe:
         self._timed("evaluate", start)
         return {"report": report, "paths": paths, "thresholds": table}
 
-    def component_qualities(self, celeba: FaceSet, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Every quality component of the same (largest) faces as one more method, ``component:NAME``: which single
-        measure predicts recognition failure. Dense-landmark components need ``$HF_FIQA_FACE_MESH`` (the main job's
+    def stage_lightqnet(self) -> Path | None:
+        """LightQNet converted from its released graph (``third_party/lightqnet`` of a source checkout, or
+        ``lightqnet_graph``); ``None`` when neither is there (the table then goes without it)."""
+        folder = self.out / "lightqnet"
+        if (folder / "model.safetensors").is_file():
+            return folder
+        graph = self.config.lightqnet_graph or SOURCE_TREE / "third_party" / "lightqnet" / "lightqnet-dm100.pb"
+        if not Path(graph).is_file():
+            _say(f"   LightQNet left out: no released graph at {graph}")
+            return None
+        from ..models.lightqnet.convert_lightqnet import convert_lightqnet_checkpoint
+
+        convert_lightqnet_checkpoint(graph, folder)
+        return folder
+
+    def peer_and_component_qualities(self, celeba: FaceSet, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """What needs the photos again, in one pass over them: LightQNet (a published peer, on its own 96 px
+        crops) and every quality component of the same largest faces (``component:NAME``: which single measure
+        predicts recognition failure). Dense-landmark components need ``$HF_FIQA_FACE_MESH`` (the main job's
         script converts the face mesh when setup.sh downloaded its wheel); those never computed are left out."""
         from ..components import PhotoComponents, load_face_mesh
         from ..pipelines.dataset_quality import score_largest_faces
+        from ..scorers import load_scorer
 
         mesh = load_face_mesh()
-        _say(f"   quality components of the CelebA faces ({'with' if mesh else 'without'} the face mesh)")
-        found = score_largest_faces([str(p) for p in celeba.paths[rows]], {}, self.cropper,
+        lightqnet = self.stage_lightqnet()
+        scorers = {"lightqnet": load_scorer(str(lightqnet), device="cpu", batch_size=128)} if lightqnet else {}
+        _say(f"   LightQNet and the quality components of the CelebA faces ({'with' if mesh else 'without'} the "
+             "face mesh)")
+        found = score_largest_faces([str(p) for p in celeba.paths[rows]], scorers, self.cropper,
                                     progress=self.config.progress, components=PhotoComponents(mesh))
         return {name: values for name, values in found.items() if not np.isnan(values).all()}
 
