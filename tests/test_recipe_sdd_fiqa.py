@@ -59,6 +59,9 @@ def test_every_stage_writes_its_outputs(small_run):
     dense_only = {"component:eyes_open", "component:mouth_closed", "component:head_pose_pitch"}
     components = {f"component:{name}" for name in COMPONENT_NAMES}
     assert baselines < methods <= baselines | components and components - dense_only <= methods
+    # the same table judged by MobileFaceNet (MS1M), a recognizer that labelled nothing here
+    assert {row["method"] for row in result["report_mobilefacenet"].rows()} == methods
+    assert (out / "eval-mobilefacenet" / "pauc.md").is_file()
     assert set(config.timings) >= {"faces", "degraded", "labels", "network", "calibration", "magface", "evaluate"}
     # The discard table works at the EDC table's FMR threshold, not at one of its own.
     fmr_threshold = next(t["value"] for t in json.loads((out / "eval" / "pauc.json").read_text())["thresholds"].values()

@@ -47,9 +47,10 @@ def component_columns(acceptance: bool) -> list[str]:
 
 
 def face_columns(args: argparse.Namespace) -> list[str]:
-    if not getattr(args, "components", False) and getattr(args, "acceptable", None) is None:
+    """The columns ``score`` writes with these arguments."""
+    if not args.components and args.acceptable is None:
         return FACE_COLUMNS
-    return FACE_COLUMNS + component_columns(getattr(args, "acceptable", None) is not None)
+    return FACE_COLUMNS + component_columns(args.acceptable is not None)
 
 
 def component_cells(face: dict) -> dict:

@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sdd-fiqa", help="the SDD-FIQA hybrid end to end: recognizer, faces, labels, network, calibration, evaluation",
         description="Runs every stage of hf_fiqa.recipes.sdd_fiqa; finished stages are skipped, so an interrupted "
-                    "run continues where it stopped. Ends with the pAUC table (OUTPUT/eval/pauc.md), EDC plots, the "
-                    "label plot and the discard-threshold table.")
+                    "run continues where it stopped. Ends with the pAUC table (OUTPUT/eval/pauc.md; judged by "
+                    "MobileFaceNet too in OUTPUT/eval-mobilefacenet when its release is in shared/weights), EDC "
+                    "plots, the label plot and the discard-threshold table.")
     p.add_argument("--shared", type=Path, default=None, help="folder with data/ and weights/ (default: $HF_FIQA_SHARED or ../shared)")
     p.add_argument("--output", type=Path, default=Path("runs/sdd-fiqa"), help="run folder (default runs/sdd-fiqa)")
     p.add_argument("--full", action="store_true", help="more copies and epochs than the 20-minute CPU run")
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     result = SDDFIQARecipe(config).run()
     print()
     print((args.output / "eval" / "pauc.md").read_text())
+    if "paths_mobilefacenet" in result:
+        print("The same qualities judged by MobileFaceNet (MS1M), which labelled nothing:")
+        print((args.output / "eval-mobilefacenet" / "pauc.md").read_text())
     print((args.output / "eval" / "thresholds.md").read_text())
     if "ablation" in result:
         print(result["ablation"])

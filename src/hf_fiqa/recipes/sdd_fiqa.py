@@ -371,8 +371,48 @@ class SDDFIQARecipe:
                               cutoffs=(10, 20, 30, 40, 50, 60, 70, 80, 90))
         (self.out / "eval" / "thresholds.md").write_text(thresholds_markdown(table, self.config.fmr, threshold))
         plot_quality_histogram(qualities["maniqa_sdd_fiqa"], self.out / "eval" / "quality_histogram.png")
+        result = {"report": report, "paths": paths, "thresholds": table}
+        # The same qualities judged by a recognizer that labelled nothing here: a quality that only predicts dlib's
+        # quirks would fall behind under it.
+        second = self.second_judge_embeddings(celeba)
+        if second is not None:
+            keep = np.isfinite(second[ok]).all(axis=1)
+            result["report_mobilefacenet"] = evaluate_fiqa(
+                second[ok][keep], celeba.identities[ok][keep], {k: v[keep] for k, v in qualities.items()},
+                fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
+                discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap, seed=self.config.seed,
+                progress=self.config.progress)
+            result["paths_mobilefacenet"] = write_fiqa_report(
+                result["report_mobilefacenet"], self.out / "eval-mobilefacenet",
+                title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (MobileFaceNet, MS1M)")
         self._timed("evaluate", start)
-        return {"report": report, "paths": paths, "thresholds": table}
+        return result
+
+    def second_judge_embeddings(self, celeba: FaceSet) -> np.ndarray | None:
+        """MobileFaceNet (MS1M-refine) embeddings of the same CelebA faces, from their saved ArcFace-112 crops;
+        ``None`` (and the table has one judge) when its release is not in ``shared/weights/mobilefacenet``."""
+        path = self.out / "judge-mobilefacenet" / "celeba_embeddings.npy"
+        if path.is_file():
+            return np.load(path)
+        release = self.config.shared / "weights" / "mobilefacenet" / "MobileFaceNet.onnx"
+        if not release.is_file():
+            _say(f"   second judge left out: no MobileFaceNet release at {release}")
+            return None
+        from ..embedding.embedder import RecognitionEmbedder
+        from ..embedding.store import write_npy
+        from ..models.mobilefacenet.convert_mobilefacenet import convert_mobilefacenet_checkpoint
+
+        folder = self.out / "judge-mobilefacenet" / "model"
+        if not (folder / "model.safetensors").is_file():
+            convert_mobilefacenet_checkpoint(release, folder)
+        embedder = RecognitionEmbedder(str(folder), device="cpu", batch_size=128)
+        crops = celeba.crops("arcface112")
+        embeddings = np.full((len(celeba.ok), embedder.embedding_size), np.nan, dtype=np.float32)
+        rows = np.flatnonzero(celeba.ok)
+        for lo in range(0, len(rows), 256):
+            embeddings[rows[lo:lo + 256]] = embedder.embed_crops(np.asarray(crops[rows[lo:lo + 256]]))
+        write_npy(path, embeddings)
+        return embeddings
 
     def stage_lightqnet(self) -> Path | None:
         """LightQNet converted from its released graph (``third_party/lightqnet`` of a source checkout, or
