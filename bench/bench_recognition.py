@@ -25,6 +25,9 @@ from hf_fiqa.models.mobilefacenet import MobileFaceNetConfig, MobileFaceNetModel
 
 MODELS = {
     "mobilefacenet": lambda: MobileFaceNetModel(MobileFaceNetConfig()),
+    # the layout of the MS1M-refine release (`hf-fiqa convert mobilefacenet`): ReLU6, separable stem, 128-d
+    "mobilefacenet-ms1m": lambda: MobileFaceNetModel(MobileFaceNetConfig(embedding_size=128, activation="relu6",
+                                                                         stem_separable=True)),
     "iresnet18": lambda: IResNetModel(IResNetConfig(depth=18)),
     "iresnet50": lambda: IResNetModel(IResNetConfig(depth=50)),
     "iresnet100": lambda: IResNetModel(IResNetConfig(depth=100)),
