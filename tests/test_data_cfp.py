@@ -81,3 +81,18 @@ def test_the_shared_copy(shared):
     for protocol in ("FF", "FP"):
         pairs, dropped = read_cfp_pairs(root, protocol)
         assert len(pairs) + dropped == 7000 and 0 < dropped < 300
+
+
+def test_dataset_convert_writes_a_repo_with_a_card(tmp_path):
+    """``hf-fiqa dataset convert cfp``: Parquet shards and a dataset card naming CFP's terms."""
+    from datasets import load_dataset
+
+    from hf_fiqa.cli import main as cli_main
+
+    root = _write_cfp(tmp_path / "cfp")
+    out = tmp_path / "repo"
+    assert cli_main(["dataset", "convert", "cfp", str(root), "--output", str(out)]) == 0
+    card = (out / "README.md").read_text()
+    assert "Frontal-Profile" in card and "research use only" in card
+    ds = load_dataset(str(out), split="train")
+    assert len(ds) == 6 and ds.features["pose"].names == ["frontal", "profile"]

@@ -4,7 +4,7 @@
     hf-fiqa dataset publish NAME ROOT --push REPO_ID [--output DIR] [--overwrite]
     hf-fiqa dataset rec2parquet ROOT --output DIR [--overwrite]
 
-NAME is one of koniq10k, tid2013, ffhq, ms1m, kface, identity-folder. The repo folder ``--output`` is written
+NAME is one of koniq10k, tid2013, ffhq, ms1m, kface, cfp, identity-folder. The repo folder ``--output`` is written
 as a whole: built under a hidden name beside it and renamed into place when complete
 (:class:`hf_fiqa.atomic.StagedFolder`), so a failed or interrupted conversion leaves no half-written folder
 (and an earlier one as it was). An existing, non-empty ``--output`` is refused unless ``--overwrite``, which
@@ -24,7 +24,7 @@ from pathlib import Path
 from ..atomic import StagedFolder
 from .options import OutputError, UsageError, check_new_output_folder, fail, is_url, positive_int
 
-DATASET_NAMES = ("koniq10k", "tid2013", "ffhq", "ms1m", "kface", "identity-folder")
+DATASET_NAMES = ("koniq10k", "tid2013", "ffhq", "ms1m", "kface", "cfp", "identity-folder")
 
 
 def _check_output(args) -> None:
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
 
 
 def _load(name: str, args, skipped):
-    from ..data import ffhq, identity_folder, kface, koniq, tid2013
+    from ..data import cfp, ffhq, identity_folder, kface, koniq, tid2013
 
     opts = {"skip_errors": args.skip_errors, "skipped": skipped, "check_images": args.check_images}
     if name == "koniq10k":
@@ -97,6 +97,8 @@ def _load(name: str, args, skipped):
         return ffhq.load_ffhq(args.root, **opts)
     if name == "kface":
         return kface.load_kface(args.root, **opts)
+    if name == "cfp":
+        return cfp.load_cfp(args.root, **opts)
     if name == "identity-folder":
         return identity_folder.load_identity_folder(args.root, **opts)
     raise ValueError(name)

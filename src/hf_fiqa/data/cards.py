@@ -199,6 +199,27 @@ LFW = CardInfo(
     tags=("faces", "face-recognition"),
 )
 
+CFP = CardInfo(
+    pretty_name="CFP: Celebrities in Frontal-Profile",
+    description=("CFP photos (loose face crops) of celebrities, 10 frontal and 4 full-profile per identity, with a "
+                 "`pose` column (frontal / profile); the official FF/FP verification folds are read by "
+                 "`hf_fiqa.data.read_cfp_pairs`."),
+    license="other",
+    license_name="cfp-research",
+    license_link="http://www.cfpw.io/",
+    terms="CFP is released for research use only; see the project page.",
+    homepage="http://www.cfpw.io/",
+    citation="""@inproceedings{sengupta2016cfp,
+  title     = {Frontal to Profile Face Verification in the Wild},
+  author    = {Sengupta, Soumyadip and Chen, Jun-Cheng and Castillo, Carlos and Patel, Vishal M. and
+               Chellappa, Rama and Jacobs, David W.},
+  booktitle = {IEEE Winter Conference on Applications of Computer Vision (WACV)},
+  year      = {2016}
+}""",
+    task_categories=("image-classification",),
+    tags=("faces", "face-recognition", "pose"),
+)
+
 IDENTITY_FOLDER = CardInfo(
     pretty_name="Face photos by identity",
     description="Photos grouped by identity, converted with hf-fiqa from a folder or path,identity CSV.",
@@ -218,5 +239,6 @@ CARDS: dict[str, CardInfo] = {
     "kface": KFACE,
     "celeba": CELEBA,
     "lfw": LFW,
+    "cfp": CFP,
     "identity-folder": IDENTITY_FOLDER,
 }
