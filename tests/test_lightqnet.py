@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from hf_fiqa.models.conversion import CheckpointError
-from hf_fiqa.models.lightqnet.convert_lightqnet import convert_lightqnet_checkpoint, convert_lightqnet_graph
+from hf_fiqa.models.lightqnet.convert_lightqnet import (
+    convert_lightqnet_checkpoint,
+    convert_lightqnet_graph,
+    find_lightqnet_graph,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-RELEASE = ROOT / "third_party" / "lightqnet" / "lightqnet-dm100.pb"
 FIXTURE = Path(__file__).parent / "fixtures" / "lightqnet" / "tf_reference.npz"
 pytest.importorskip("tensorboard", reason="the GraphDef schema comes from the tensorboard package")
 
@@ -29,8 +31,11 @@ def _fixture_script():
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
+    release = find_lightqnet_graph()
+    if release is None:
+        pytest.skip("LightQNet's graph is neither in shared/weights/lightqnet nor in third_party/lightqnet")
     folder = tmp_path_factory.mktemp("lightqnet")
-    return folder, convert_lightqnet_checkpoint(RELEASE, folder)
+    return folder, convert_lightqnet_checkpoint(release, folder)
 
 
 def test_matches_tensorflow_on_real_faces(shared, converted):

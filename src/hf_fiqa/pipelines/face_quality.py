@@ -86,8 +86,8 @@ class FaceQualityAnalyzer:
         self.acceptance = AcceptanceRule.parse(acceptance) if isinstance(acceptance, str) else acceptance
         self.components: PhotoComponents | None = None
         if components or self.acceptance is not None:
-            mesh = face_mesh if (face_mesh is None or hasattr(face_mesh, "run_faces")) else load_face_mesh(face_mesh)
-            self.components = PhotoComponents(mesh if mesh is not None else load_face_mesh())
+            # a loaded landmarker as given; a folder / Hub id, or None for $HF_FIQA_FACE_MESH, through load_face_mesh
+            self.components = PhotoComponents(face_mesh if hasattr(face_mesh, "run_faces") else load_face_mesh(face_mesh))
 
     @property
     def detector(self) -> Any:

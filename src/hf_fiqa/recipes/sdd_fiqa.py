@@ -31,7 +31,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import AtomicTextFile
-from ..paths import SOURCE_TREE
 from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
 from ..faces.alignment import resize_crop
 from ..faces.types import AlignedFace, CropSpec
@@ -415,16 +414,17 @@ class SDDFIQARecipe:
         return embeddings
 
     def stage_lightqnet(self) -> Path | None:
-        """LightQNet converted from its released graph (``third_party/lightqnet`` of a source checkout, or
-        ``lightqnet_graph``); ``None`` when neither is there (the table then goes without it)."""
+        """LightQNet converted from its released graph (``lightqnet_graph``, else ``shared/weights/lightqnet`` or a
+        source checkout's ``third_party/lightqnet``); ``None`` when none is there (the table goes without it)."""
         folder = self.out / "lightqnet"
         if (folder / "model.safetensors").is_file():
             return folder
-        graph = self.config.lightqnet_graph or SOURCE_TREE / "third_party" / "lightqnet" / "lightqnet-dm100.pb"
-        if not Path(graph).is_file():
-            _say(f"   LightQNet left out: no released graph at {graph}")
+        from ..models.lightqnet.convert_lightqnet import convert_lightqnet_checkpoint, find_lightqnet_graph
+
+        graph = self.config.lightqnet_graph or find_lightqnet_graph()
+        if graph is None or not Path(graph).is_file():
+            _say(f"   LightQNet left out: no released graph ({graph or 'shared/weights/lightqnet, third_party/lightqnet'})")
             return None
-        from ..models.lightqnet.convert_lightqnet import convert_lightqnet_checkpoint
 
         convert_lightqnet_checkpoint(graph, folder)
         return folder

@@ -19,7 +19,22 @@ from ..iresnet.image_processing_iresnet import IResNetImageProcessor
 from .configuration_lightqnet import LightQNetConfig
 from .modeling_lightqnet import LightQNetModel, SameConvBN
 
-__all__ = ["convert_lightqnet_checkpoint", "convert_lightqnet_graph", "read_graph_layers", "summarize"]
+__all__ = ["convert_lightqnet_checkpoint", "convert_lightqnet_graph", "find_lightqnet_graph", "read_graph_layers",
+           "summarize"]
+
+GRAPH_NAME = "lightqnet-dm100.pb"
+
+
+def find_lightqnet_graph() -> Path | None:
+    """The released graph where the project keeps weights: ``<shared>/weights/lightqnet/``, else the source tree's
+    ``third_party/lightqnet/`` (a checkout's copy); ``None`` when neither holds it."""
+    from ...paths import SOURCE_TREE, shared_dir
+
+    for candidate in (shared_dir() / "weights" / "lightqnet" / GRAPH_NAME,
+                      SOURCE_TREE / "third_party" / "lightqnet" / GRAPH_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _graph(path: Path):
