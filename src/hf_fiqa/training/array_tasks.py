@@ -4,7 +4,9 @@
   loss between the recognizer's unit embedding and a linear probe on the mean of MANIQA's last-stage tokens
   (``forward_head(..., pre_logits=True)``), plus a penalty keeping those tokens near unit RMS;
 - :class:`PseudoLabelTask`: MANIQA regresses pseudo-labels (the model's own loss, SmoothL1 on labels scaled to
-  [0, 1] by ``config.label_range``).
+  [0, 1] by ``config.label_range``). Given cached ``backbone_features`` instead of crops (a frozen backbone's
+  maps, computed once by :func:`hf_fiqa.recipes.quality_net.trunk_pass`), only the head above the backbone runs and learns, so an
+  epoch costs a small fraction of one through the backbone; the flip then mirrors the maps.
 
 Both train on every row of ``rows`` (indices into the arrays) with a horizontal flip per image, drawn per batch, and
 an epoch order that is a permutation from ``(seed, epoch)`` cut into full batches, each batch's rows sorted (so a
@@ -157,19 +159,32 @@ class PseudoLabelTask(ArrayTask):
     """MANIQA fitted to pseudo-labels (label units of ``model_config.label_range``; rows must have finite labels)."""
 
     def __init__(self, config: TrainConfig, crops: np.ndarray, labels: np.ndarray, rows: np.ndarray, model_config,
-                 init_seed: int = 0, init_model: nn.Module | None = None):
+                 init_seed: int = 0, init_model: nn.Module | None = None,
+                 backbone_features: np.ndarray | None = None):
         super().__init__(config, crops, rows, model_config, init_seed, init_model)
+        self.features = backbone_features
         if not np.isfinite(np.asarray(labels)[self.rows]).all():
             raise ValueError("PseudoLabelTask: every training row needs a finite label")
         low, high = model_config.label_range
         self.scaled = torch.from_numpy((np.asarray(labels) - low) / (high - low)).float()
 
     def build_model(self) -> nn.Module:
-        return self._maniqa()
+        model = self._maniqa()
+        if self.features is not None:  # the backbone is frozen and never runs: only the head learns
+            model.backbone.requires_grad_(False)
+        return model
 
     def loss(self, model, batch):
-        rows, pixels = self._batch(model, batch, -1)
-        return model(pixel_values=pixels, labels=self.scaled[rows].to(pixels.device)).loss.float()
+        if self.features is None:
+            rows, pixels = self._batch(model, batch, -1)
+            return model(pixel_values=pixels, labels=self.scaled[rows].to(pixels.device)).loss.float()
+        rows = self.rows[batch.cpu().numpy()]
+        flip = np.random.default_rng(int(rows[-1])).random(len(rows)) < 0.5
+        device = next(model.parameters()).device
+        maps = torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))
+        maps[torch.from_numpy(flip)] = maps[torch.from_numpy(flip)].flip(-1)
+        maps = maps.to(device)
+        return model(backbone_features=maps, labels=self.scaled[rows].to(device)).loss.float()
 
 
 @torch.inference_mode()

@@ -16,6 +16,7 @@ from .configuration_dlib_resnet import (
 from .image_processing_dlib_resnet import DLIB_IMAGE_MEAN, DlibResNetImageProcessor
 from .modeling_dlib_resnet import (
     DlibResidualBlock,
+    DlibResNetBackbone,
     DlibResNetModel,
     DlibResNetOutput,
     DlibResNetPreTrainedModel,
@@ -24,13 +25,17 @@ from .modeling_dlib_resnet import (
 
 # What :func:`hf_fiqa.models.register_models` adds to AutoConfig / AutoModel / AutoImageProcessor.
 AUTO_CLASSES = (DlibResNetConfig, DlibResNetModel, DlibResNetImageProcessor)
+# What it adds to AutoBackbone: the trunk a quality network can sit on (MANIQAConfig.backbone_config).
+BACKBONE_CLASS = DlibResNetBackbone
 
 __all__ = [
     "AUTO_CLASSES",
+    "BACKBONE_CLASS",
     "DLIB_CHIP_TEMPLATE_150",
     "DLIB_IMAGE_MEAN",
     "DLIB_STAGE_BLOCKS",
     "DLIB_STAGE_WIDTHS",
+    "DlibResNetBackbone",
     "DlibResNetConfig",
     "DlibResNetImageProcessor",
     "DlibResNetModel",

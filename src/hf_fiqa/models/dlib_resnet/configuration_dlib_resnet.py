@@ -10,6 +10,11 @@ from typing import Any, Sequence
 
 from transformers import PretrainedConfig
 
+try:  # transformers >= 5.x keeps it here; earlier 5.x releases under utils
+    from transformers.backbone_utils import BackboneConfigMixin
+except ImportError:  # pragma: no cover
+    from transformers.utils.backbone_utils import BackboneConfigMixin
+
 # Channels and residual blocks of the five stages of dlib's network, input side first. dlib's
 # example calls them alevel4 .. alevel0; every stage but the first opens with a downsampling
 # block (stride-2 convolution, 2x2 average-pooled shortcut).
@@ -53,7 +58,7 @@ def _template(value: Any) -> list[list[float]]:
     return points
 
 
-class DlibResNetConfig(PretrainedConfig):
+class DlibResNetConfig(BackboneConfigMixin, PretrainedConfig):
     """Shape of dlib's metric-learning ResNet and the face chip it expects.
 
     The defaults are the released ``dlib_face_recognition_resnet_model_v1``: a 150x150 RGB chip,
@@ -79,6 +84,9 @@ class DlibResNetConfig(PretrainedConfig):
             corners, image-left first) onto which a similarity transform of detected landmarks
             reproduces dlib's chip; carried with the weights so any aligner can cut the right chip.
         chip_padding: the ``padding`` dlib cuts its chip with (0.25); informational.
+        out_features / out_indices: the maps ``DlibResNetBackbone`` (``AutoBackbone``) returns, named from
+            ``stage_names`` (``stem``, ``stage1``-``stage5``; sides 35, 35, 17, 8, 4, 2 for 150); the last one by
+            default. The descriptor model ignores them.
     """
     # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
     _auto_class = "AutoConfig"
@@ -115,6 +123,9 @@ class DlibResNetConfig(PretrainedConfig):
         if not float(chip_padding) >= 0:
             raise ValueError(f"chip_padding must be >= 0, got {chip_padding!r}")
         self.chip_padding = float(chip_padding)
+        self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, len(self.stage_widths) + 1)]
+        self.set_output_features_output_indices(out_features=kwargs.pop("out_features", None),
+                                                out_indices=kwargs.pop("out_indices", None))
         super().__init__(**kwargs)
 
     @property

@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import BackboneOutput
 from transformers.utils import ModelOutput
+
+try:  # transformers >= 5.x keeps it here; earlier 5.x releases under utils
+    from transformers.backbone_utils import BackboneMixin
+except ImportError:  # pragma: no cover
+    from transformers.utils.backbone_utils import BackboneMixin
 
 from .configuration_dlib_resnet import DlibResNetConfig
 
@@ -121,6 +127,34 @@ class DlibStem(nn.Module):
         return F.max_pool2d(F.relu(self.conv(x), inplace=True), kernel_size=3, stride=2)
 
 
+def _build_trunk(module: nn.Module, config: DlibResNetConfig) -> None:
+    """``stem`` and ``stages`` on ``module``: the layers the descriptor model and the backbone share, under the
+    same names, so one checkpoint loads into either."""
+    module.stem = DlibStem(config.num_channels, config.stem_width)
+    stages = []
+    in_channels = config.stem_width
+    for index, (width, blocks) in enumerate(zip(config.stage_widths, config.stage_blocks)):
+        stages.append(DlibStage(in_channels, width, blocks, downsample=index > 0))
+        in_channels = width
+    module.stages = nn.ModuleList(stages)
+
+
+def _check_pixels(module: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """``pixel_values`` checked against the config and brought to the weights' memory format (channels-last after
+    ``model.to(memory_format=torch.channels_last)``), so callers need not match it."""
+    config = module.config
+    size = config.image_size
+    if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (config.num_channels, size, size):
+        raise ValueError(
+            f"pixel_values must be (B, {config.num_channels}, {size}, {size}) as DlibResNetImageProcessor "
+            f"makes them, got {tuple(pixel_values.shape)}"
+        )
+    weight = module.stem.conv.weight
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return pixel_values.contiguous(memory_format=torch.channels_last)
+    return pixel_values.contiguous()
+
+
 class DlibResNetPreTrainedModel(PreTrainedModel):
     config_class = DlibResNetConfig
     base_model_prefix = "dlib_resnet"
@@ -154,15 +188,14 @@ class DlibResNetModel(DlibResNetPreTrainedModel):
 
     def __init__(self, config: DlibResNetConfig):
         super().__init__(config)
-        self.stem = DlibStem(config.num_channels, config.stem_width)
-        stages = []
-        in_channels = config.stem_width
-        for index, (width, blocks) in enumerate(zip(config.stage_widths, config.stage_blocks)):
-            stages.append(DlibStage(in_channels, width, blocks, downsample=index > 0))
-            in_channels = width
-        self.stages = nn.ModuleList(stages)
-        self.fc = nn.Linear(in_channels, config.embedding_size, bias=False)
+        _build_trunk(self, config)
+        self.fc = nn.Linear(config.stage_widths[-1], config.embedding_size, bias=False)
         self.post_init()
+
+    def embedding_from_trunk(self, last_map: torch.Tensor) -> torch.Tensor:
+        """The descriptor (float32) from the last stage's map (what ``DlibResNetBackbone`` returns as its last
+        stage): a quality network reading the trunk gets the recognizer's descriptor of the same pass for free."""
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(last_map, 1), 1)).float()
 
     def forward(
         self,
@@ -175,22 +208,10 @@ class DlibResNetModel(DlibResNetPreTrainedModel):
         Any memory format works: the input is brought to the weights' format (channels-last
         after ``model.to(memory_format=torch.channels_last)``), so callers need not match it.
         """
-        size = self.config.image_size
-        if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (self.config.num_channels, size, size):
-            raise ValueError(
-                f"pixel_values must be (B, {self.config.num_channels}, {size}, {size}) as DlibResNetImageProcessor "
-                f"makes them, got {tuple(pixel_values.shape)}"
-            )
-        weight = self.stem.conv.weight
-        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-            x = pixel_values.contiguous(memory_format=torch.channels_last)
-        else:
-            x = pixel_values.contiguous()
-        x = self.stem(x)
+        x = self.stem(_check_pixels(self, pixel_values))
         for stage in self.stages:
             x = stage(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        embeddings = self.fc(x).float()
+        embeddings = self.embedding_from_trunk(x)
         norms = torch.linalg.vector_norm(embeddings, dim=1)
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         output = DlibResNetOutput(embeddings=embeddings, norms=norms)
@@ -228,3 +249,33 @@ class DlibResNetModel(DlibResNetPreTrainedModel):
         if not outputs:
             return torch.zeros((0, self.config.embedding_size), dtype=torch.float32, device=device)
         return torch.cat(outputs)
+
+
+class DlibResNetBackbone(BackboneMixin, DlibResNetPreTrainedModel):
+    """dlib's trunk as a transformers backbone (``AutoBackbone``): the maps named in ``config.out_features``
+    (``stem``, ``stage1``-``stage5``). Loads the descriptor model's checkpoints (same layer names; the projection
+    is skipped), so a quality network can read what the recognizer sees at several depths."""
+
+    has_attentions = False
+    _keys_to_ignore_on_load_unexpected = [r"^fc\."]
+
+    def __init__(self, config: DlibResNetConfig):
+        super().__init__(config)
+        _build_trunk(self, config)
+        self.num_features = [config.stem_width, *config.stage_widths]
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> BackboneOutput | tuple:
+        x = self.stem(_check_pixels(self, pixel_values))
+        maps = [x]
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        wanted = set(self.out_features)
+        feature_maps = tuple(m for name, m in zip(self.stage_names, maps) if name in wanted)
+        hidden = tuple(maps) if output_hidden_states else None
+        return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
+        if not return_dict:
+            return (feature_maps,) + ((hidden,) if hidden is not None else ())
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=hidden)

@@ -11,9 +11,9 @@ the field instead of a shape error deep inside ``forward``.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
-from transformers import PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
 
 # Copied from hf_fiqa.quality_scale.check_label_range
@@ -79,10 +79,35 @@ def check_quality_bands(value: Any, owner: str) -> dict:
     return out
 
 
+def _backbone_config(value: Any, known: dict) -> Optional[PretrainedConfig]:
+    """``None``, a config, or a config's dict (as saved in config.json) made into one: by the class ``known`` names
+    for its ``model_type`` (a saved folder's own code), else through ``AutoConfig``."""
+    if value is None or isinstance(value, PretrainedConfig):
+        return value
+    if not isinstance(value, dict) or "model_type" not in value:
+        raise ValueError(f"MANIQAConfig.backbone_config: needs a config or a dict with 'model_type', got {value!r}")
+    fields = {k: v for k, v in value.items() if k != "model_type"}
+    if value["model_type"] in known:
+        return known[value["model_type"]](**fields)
+    try:
+        return AutoConfig.for_model(value["model_type"], **fields)
+    except ValueError as error:
+        raise ValueError(f"MANIQAConfig.backbone_config: model_type {value['model_type']!r} is unknown to AutoConfig "
+                         "(call hf_fiqa.register() first for the recognizer trunks)") from error
+
+
 class MANIQAConfig(PretrainedConfig):
     r"""
     Args:
         backbone (`str`): timm ViT architecture name; built with ``pretrained=False`` and the geometry below.
+        backbone_config (`PretrainedConfig` or `dict`, *optional*): a transformers backbone instead of the ViT
+            (``AutoBackbone``, e.g. a ``mobilefacenet`` or ``dlib_resnet`` recognizer's trunk with
+            ``out_features``): its maps are average-pooled to ``feature_grid`` x ``feature_grid`` and
+            concatenated, in place of the ViT blocks' tokens; ``image_size`` must be the backbone's. The ViT
+            fields (``backbone``, ``patch_size``, ``backbone_*``, ``feature_layers``) are then unused. Loading such
+            a config needs the backbone's ``model_type`` known to ``AutoConfig`` (``hf_fiqa.register()``).
+        feature_grid (`int`, *optional*): side of the token grid with ``backbone_config`` (the coarsest map's
+            side, e.g. 7 for MobileFaceNet at 112).
         feature_layers (`Sequence[int]`): 0-based indices of backbone blocks whose outputs are concatenated.
             Blocks after the largest index are never built.
         image_size (`int`): side of the square input crop.
@@ -119,6 +144,9 @@ class MANIQAConfig(PretrainedConfig):
     _auto_class = "AutoConfig"
 
     model_type = "maniqa"
+    # Trunk config classes by model_type, used before AutoConfig: a saved folder's generated code fills it
+    # (hf_fiqa.hub.packaging), so that such a folder loads with trust_remote_code alone.
+    trunk_config_classes: ClassVar[dict] = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Training sets label_range after the model is built; validate it however it is set.
@@ -154,8 +182,12 @@ class MANIQAConfig(PretrainedConfig):
         label_range: Optional[Sequence[float]] = None,
         quality_bands: Optional[dict] = None,
         quality_calibration: Optional[dict] = None,
+        backbone_config: Optional[Any] = None,
+        feature_grid: Optional[int] = None,
         **kwargs: Any,
     ):
+        self.backbone_config = _backbone_config(backbone_config, type(self).trunk_config_classes)
+        self.feature_grid = None if feature_grid is None else int(feature_grid)
         self.backbone = backbone
         self.feature_layers = [int(i) for i in feature_layers]
         self.image_size = int(image_size)
@@ -197,7 +229,9 @@ class MANIQAConfig(PretrainedConfig):
 
     @property
     def grid_size(self) -> int:
-        """Side of the token grid (28 for ViT-B/8 at 224)."""
+        """Side of the token grid (28 for ViT-B/8 at 224; ``feature_grid`` on a ``backbone_config``)."""
+        if self.backbone_config is not None:
+            return self.feature_grid
         return self.image_size // self.patch_size
 
     def _validate(self) -> None:
@@ -210,7 +244,13 @@ class MANIQAConfig(PretrainedConfig):
                 fail(field, f"must be positive, got {getattr(self, field)}")
         if self.num_tab < 0:
             fail("num_tab", f"must be >= 0, got {self.num_tab}")
-        if self.image_size % self.patch_size:
+        if self.backbone_config is not None:
+            if not self.feature_grid or self.feature_grid <= 0:
+                fail("feature_grid", f"a positive token grid side is needed with backbone_config, got {self.feature_grid}")
+            trunk_size = getattr(self.backbone_config, "image_size", self.image_size)
+            if trunk_size != self.image_size:
+                fail("image_size", f"{self.image_size} differs from the backbone's image_size {trunk_size}")
+        if self.backbone_config is None and self.image_size % self.patch_size:
             fail("image_size", f"{self.image_size} is not divisible by patch_size={self.patch_size}")
         if not self.feature_layers:
             fail("feature_layers", "needs at least one backbone block index")

@@ -333,22 +333,32 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
     """MANIQA quality regressor. ``forward(pixel_values)`` -> ``score`` (B,) plus per-patch scores and weights."""
     # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
     _auto_class = "AutoModel"
+    # Backbone classes by model_type, used before AutoBackbone: a saved folder's generated code fills it
+    # (hf_fiqa.hub.packaging), so that such a folder loads with trust_remote_code alone.
+    trunk_backbone_classes: dict = {}
 
     def __init__(self, config: MANIQAConfig):
         super().__init__(config)
-        self.backbone = timm.create_model(
-            config.backbone,
-            pretrained=False,
-            img_size=config.image_size,
-            patch_size=config.patch_size,
-            embed_dim=config.backbone_embed_dim,
-            depth=config.backbone_depth,
-            num_heads=config.backbone_num_heads,
-            num_classes=0,
-        )
-        # Only blocks up to the last used index are kept; final norm and head are dropped.
-        self.backbone.prune_intermediate_layers(config.feature_layers, prune_norm=True, prune_head=True)
-        in_dim = config.backbone_embed_dim * len(config.feature_layers)
+        if config.backbone_config is not None:  # a transformers backbone (a recognizer's trunk)
+            from transformers import AutoBackbone
+
+            known = self.trunk_backbone_classes.get(config.backbone_config.model_type)
+            self.backbone = known(config.backbone_config) if known else AutoBackbone.from_config(config.backbone_config)
+            in_dim = sum(self.backbone.channels)
+        else:
+            self.backbone = timm.create_model(
+                config.backbone,
+                pretrained=False,
+                img_size=config.image_size,
+                patch_size=config.patch_size,
+                embed_dim=config.backbone_embed_dim,
+                depth=config.backbone_depth,
+                num_heads=config.backbone_num_heads,
+                num_classes=0,
+            )
+            # Only blocks up to the last used index are kept; final norm and head are dropped.
+            self.backbone.prune_intermediate_layers(config.feature_layers, prune_norm=True, prune_head=True)
+            in_dim = config.backbone_embed_dim * len(config.feature_layers)
         self.stage1 = MANIQAStage(config, in_dim, config.embed_dim)
         self.stage2 = MANIQAStage(config, config.embed_dim, config.embed_dim // 2)
         head_dim = config.embed_dim // 2
@@ -360,7 +370,11 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
         self.post_init()
 
     def backbone_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Concatenated outputs of the configured ViT blocks, class token dropped: (B, C, H, W)."""
+        """Concatenated outputs of the configured ViT blocks, class token dropped, or of the backbone's maps
+        average-pooled to the token grid: (B, C, H, W). What a frozen backbone gives can be computed once and
+        fed to ``forward(backbone_features=...)``."""
+        if self.config.backbone_config is not None:
+            return self.pool_backbone_maps(self.backbone(pixel_values).feature_maps)
         feats = self.backbone.forward_intermediates(
             pixel_values, indices=self.config.feature_layers, norm=False, output_fmt="NLC", intermediates_only=True
         )
@@ -368,16 +382,27 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
         grid = self.config.grid_size
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], grid, grid)
 
-    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def pool_backbone_maps(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A transformers backbone's ``feature_maps`` average-pooled to the token grid and concatenated."""
+        grid = self.config.grid_size
+        return torch.cat([m if m.shape[-1] == grid else F.adaptive_avg_pool2d(m, grid) for m in maps], dim=1)
+
+    def forward_features(self, pixel_values: Optional[torch.Tensor] = None,
+                         backbone_features: Optional[torch.Tensor] = None) -> torch.Tensor:
         """timm-style features: the last stage's tokens (B, N, C), one per patch of the ``grid_size`` grid
-        (row-major), before the score and weight heads."""
-        expected = self.config.image_size
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or tuple(pixel_values.shape[-2:]) != (expected, expected):
-            raise ValueError(
-                f"MANIQA expects pixel_values of shape (B, 3, {expected}, {expected}), got {tuple(pixel_values.shape)}; "
-                "use MANIQAImageProcessor to crop or resize images"
-            )
-        x = self.stage2(self.stage1(self.backbone_features(pixel_values)))  # (B, C, H, W)
+        (row-major), before the score and weight heads. ``backbone_features``: :meth:`backbone_features`'
+        output computed beforehand (a frozen backbone's, cached), in place of ``pixel_values``."""
+        if backbone_features is None:
+            expected = self.config.image_size
+            if pixel_values is None or pixel_values.ndim != 4 or pixel_values.shape[1] != 3 \
+                    or tuple(pixel_values.shape[-2:]) != (expected, expected):
+                shape = None if pixel_values is None else tuple(pixel_values.shape)
+                raise ValueError(
+                    f"MANIQA expects pixel_values of shape (B, 3, {expected}, {expected}), got {shape}; "
+                    "use MANIQAImageProcessor to crop or resize images"
+                )
+            backbone_features = self.backbone_features(pixel_values)
+        x = self.stage2(self.stage1(backbone_features))  # (B, C, H, W)
         return x.flatten(2).transpose(1, 2)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False, return_patches: bool = False):
@@ -395,12 +420,13 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
         return_dict: Optional[bool] = None,
+        backbone_features: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> MANIQAOutput | tuple:
-        tokens = self.forward_features(pixel_values)  # (B, N, C)
+        tokens = self.forward_features(pixel_values, backbone_features)  # (B, N, C)
         score, patch_scores, patch_weights = self.forward_head(tokens, return_patches=True)
 
         loss = None

@@ -8,9 +8,11 @@ crop -> ``pixel_values`` convention, one implementation.
 
 from ..iresnet.image_processing_iresnet import IResNetImageProcessor
 from .configuration_mobilefacenet import MobileFaceNetConfig
-from .modeling_mobilefacenet import MobileFaceNetModel, MobileFaceNetOutput, MobileFaceNetPreTrainedModel
+from .modeling_mobilefacenet import MobileFaceNetBackbone, MobileFaceNetModel, MobileFaceNetOutput, MobileFaceNetPreTrainedModel
 
 # What :func:`hf_fiqa.models.register_models` adds to AutoConfig / AutoModel / AutoImageProcessor.
 AUTO_CLASSES = (MobileFaceNetConfig, MobileFaceNetModel, IResNetImageProcessor)
+# What it adds to AutoBackbone: the trunk a quality network can sit on (MANIQAConfig.backbone_config).
+BACKBONE_CLASS = MobileFaceNetBackbone
 
-__all__ = ["AUTO_CLASSES", "MobileFaceNetConfig", "MobileFaceNetModel", "MobileFaceNetOutput", "MobileFaceNetPreTrainedModel"]
+__all__ = ["AUTO_CLASSES", "BACKBONE_CLASS", "MobileFaceNetBackbone", "MobileFaceNetConfig", "MobileFaceNetModel", "MobileFaceNetOutput", "MobileFaceNetPreTrainedModel"]

@@ -10,6 +10,14 @@ from typing import Sequence
 
 from transformers import PretrainedConfig
 
+try:  # transformers >= 5.x keeps it here; earlier 5.x releases under utils
+    from transformers.backbone_utils import BackboneConfigMixin
+except ImportError:  # pragma: no cover
+    from transformers.utils.backbone_utils import BackboneConfigMixin
+
+# The maps ``MobileFaceNetBackbone`` can return, input side first (sides for 112x112 input: 56, 28, 14, 7, 7).
+STAGE_NAMES = ["stem", "stage1", "stage2", "stage3", "sep"]
+
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
@@ -17,7 +25,7 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)
 
 
-class MobileFaceNetConfig(PretrainedConfig):
+class MobileFaceNetConfig(BackboneConfigMixin, PretrainedConfig):
     """Shape of a MobileFaceNet.
 
     The layout is the paper's Table 1 (the one TFace/SDD-FIQA and most PyTorch face repos use):
@@ -38,6 +46,9 @@ class MobileFaceNetConfig(PretrainedConfig):
             MS1M-trained release ``hf-fiqa convert mobilefacenet`` reads).
         stem_separable: the stem's depthwise 3x3 is followed by a 1x1 pointwise conv, each with BatchNorm and
             ReLU (foamliu/MobileFaceNet's ``DepthwiseSeparableConv``); False: the paper's depthwise conv alone.
+        out_features / out_indices: the maps ``MobileFaceNetBackbone`` (``AutoBackbone``) returns, named from
+            ``stage_names`` (``stem``, ``stage1``-``stage3``, ``sep``); the last one by default. The embedding
+            model ignores them.
 
     Pixel normalisation lives in the image processor (the iResNet one,
     ``IResNetImageProcessor``, saved next to the weights).
@@ -83,6 +94,9 @@ class MobileFaceNetConfig(PretrainedConfig):
             raise ValueError(f"activation must be 'prelu' or 'relu6', got {activation!r}")
         self.activation = activation
         self.stem_separable = bool(stem_separable)
+        self.stage_names = list(STAGE_NAMES)
+        self.set_output_features_output_indices(out_features=kwargs.pop("out_features", None),
+                                                out_indices=kwargs.pop("out_indices", None))
         super().__init__(**kwargs)
 
     @property

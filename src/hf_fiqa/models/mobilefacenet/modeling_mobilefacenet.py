@@ -24,7 +24,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_outputs import BackboneOutput
 from transformers.utils import ModelOutput
+
+try:  # transformers >= 5.x keeps it here; earlier 5.x releases under utils
+    from transformers.backbone_utils import BackboneMixin
+except ImportError:  # pragma: no cover
+    from transformers.utils.backbone_utils import BackboneMixin
 
 from .configuration_mobilefacenet import MobileFaceNetConfig
 
@@ -118,6 +124,37 @@ class MobileFaceNetPreTrainedModel(PreTrainedModel):
             nn.init.constant_(module.weight, 0.25)
 
 
+def _build_trunk(module: nn.Module, config: MobileFaceNetConfig) -> None:
+    """``stem``, ``stem_dw``, ``stages`` and ``sep`` on ``module``: the layers the embedder and the backbone share,
+    under the same names, so one checkpoint loads into either."""
+    eps, c1, c2, c3 = config.bn_eps, config.stem_width, config.stage_width, config.sep_width
+    act = getattr(config, "activation", "prelu")
+    module.stem = ConvBN(config.num_channels, c1, 3, stride=2, act=act, eps=eps)
+    if getattr(config, "stem_separable", False):
+        module.stem_dw = nn.Sequential(ConvBN(c1, c1, 3, groups=c1, act="relu", eps=eps),
+                                       ConvBN(c1, c1, 1, act="relu", eps=eps))
+    else:
+        module.stem_dw = ConvBN(c1, c1, 3, groups=c1, act=act, eps=eps)
+    # (input, output, expansion of the stride-2 entry block) per stage; residual blocks expand x2.
+    plan = [(c1, c1, 2), (c1, c2, 4), (c2, c2, 4)]
+    stages = []
+    for (in_ch, out_ch, entry_t), repeats in zip(plan, config.blocks):
+        blocks = [Bottleneck(in_ch, out_ch, in_ch * entry_t, 2, eps, act)]
+        blocks += [Bottleneck(out_ch, out_ch, out_ch * 2, 1, eps, act) for _ in range(repeats)]
+        stages.append(nn.Sequential(*blocks))
+    module.stages = nn.ModuleList(stages)
+    module.sep = ConvBN(c2, c3, 1, act=act, eps=eps)
+
+
+def _check_pixels(config: MobileFaceNetConfig, pixel_values: torch.Tensor) -> torch.Tensor:
+    size = config.image_size
+    if pixel_values.ndim != 4 or pixel_values.shape[-2:] != (size, size):
+        raise ValueError(f"pixel_values must be (B, {config.num_channels}, {size}, {size}), got {tuple(pixel_values.shape)}")
+    # NCHW-contiguous: images permuted from HWC arrive channels-last, and on CPU (torch 2.15)
+    # the backward of a strided 1x1 convolution on channels-last input crashes the process.
+    return pixel_values.contiguous()
+
+
 class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
     """MobileFaceNet mapping an aligned face to a raw (unnormalised) embedding."""
     # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
@@ -125,29 +162,19 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
 
     def __init__(self, config: MobileFaceNetConfig):
         super().__init__(config)
-        eps, c1, c2, c3 = config.bn_eps, config.stem_width, config.stage_width, config.sep_width
-        act = getattr(config, "activation", "prelu")
-        self.stem = ConvBN(config.num_channels, c1, 3, stride=2, act=act, eps=eps)
-        if getattr(config, "stem_separable", False):
-            self.stem_dw = nn.Sequential(ConvBN(c1, c1, 3, groups=c1, act="relu", eps=eps),
-                                         ConvBN(c1, c1, 1, act="relu", eps=eps))
-        else:
-            self.stem_dw = ConvBN(c1, c1, 3, groups=c1, act=act, eps=eps)
-        # (input, output, expansion of the stride-2 entry block) per stage; residual blocks expand x2.
-        plan = [(c1, c1, 2), (c1, c2, 4), (c2, c2, 4)]
-        stages = []
-        for (in_ch, out_ch, entry_t), repeats in zip(plan, config.blocks):
-            blocks = [Bottleneck(in_ch, out_ch, in_ch * entry_t, 2, eps, act)]
-            blocks += [Bottleneck(out_ch, out_ch, out_ch * 2, 1, eps, act) for _ in range(repeats)]
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.ModuleList(stages)
-        self.sep = ConvBN(c2, c3, 1, act=act, eps=eps)
+        eps, c3 = config.bn_eps, config.sep_width
+        _build_trunk(self, config)
         # Global depthwise convolution: one learned 7x7 spatial weighting per channel instead of
         # average pooling, because face crops are aligned and the centre matters more than corners.
         self.gdc = ConvBN(c3, c3, config.feature_map_size, groups=c3, act=None, eps=eps)
         self.fc = nn.Linear(c3, config.embedding_size, bias=False)
         self.features = nn.BatchNorm1d(config.embedding_size, eps=eps)
         self.post_init()
+
+    def embedding_from_trunk(self, sep_map: torch.Tensor) -> torch.Tensor:
+        """The embedding from the trunk's last map (``sep``, what ``MobileFaceNetBackbone`` returns under that
+        name): a quality network reading the trunk gets the recognizer's embedding of the same pass for free."""
+        return self.features(self.fc(torch.flatten(self.gdc(sep_map), 1)))
 
     def forward(
         self,
@@ -164,17 +191,10 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
         """
         if labels is not None and margin_head is None:
             raise ValueError("labels were given but no margin_head: pass e.g. ArcFaceHead/MagFaceHead to compute a loss")
-        size = self.config.image_size
-        if pixel_values.ndim != 4 or pixel_values.shape[-2:] != (size, size):
-            raise ValueError(f"pixel_values must be (B, {self.config.num_channels}, {size}, {size}), got {tuple(pixel_values.shape)}")
-        # NCHW-contiguous: images permuted from HWC arrive channels-last, and on CPU (torch 2.15)
-        # the backward of a strided 1x1 convolution on channels-last input crashes the process.
-        pixel_values = pixel_values.contiguous()
-        x = self.stem_dw(self.stem(pixel_values))
+        x = self.stem_dw(self.stem(_check_pixels(self.config, pixel_values)))
         for stage in self.stages:
             x = stage(x)
-        x = torch.flatten(self.gdc(self.sep(x)), 1)
-        embeddings = self.features(self.fc(x))
+        embeddings = self.embedding_from_trunk(self.sep(x))
         norms = torch.linalg.vector_norm(embeddings, dim=1)
         loss = logits = None
         if margin_head is not None:
@@ -183,3 +203,36 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         output = MobileFaceNetOutput(loss=loss, logits=logits, embeddings=embeddings, norms=norms)
         return output if return_dict else output.to_tuple()
+
+
+class MobileFaceNetBackbone(BackboneMixin, MobileFaceNetPreTrainedModel):
+    """The recognizer's trunk as a transformers backbone (``AutoBackbone``): the maps named in
+    ``config.out_features`` (``stem`` 56x56, ``stage1`` 28x28, ``stage2`` 14x14, ``stage3`` and ``sep`` 7x7 for
+    112x112 input). Loads the embedder's checkpoints (same layer names; the GDC and linear head are skipped), so
+    a quality network can read what the recognizer sees at several depths."""
+
+    has_attentions = False
+    _keys_to_ignore_on_load_unexpected = [r"^gdc\.", r"^fc\.", r"^features\."]
+
+    def __init__(self, config: MobileFaceNetConfig):
+        super().__init__(config)
+        _build_trunk(self, config)
+        self.num_features = [config.stem_width, config.stem_width, config.stage_width, config.stage_width,
+                             config.sep_width]
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> BackboneOutput | tuple:
+        x = self.stem_dw(self.stem(_check_pixels(self.config, pixel_values)))
+        maps = [x]
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        maps.append(self.sep(x))
+        wanted = set(self.out_features)
+        feature_maps = tuple(m for name, m in zip(self.stage_names, maps) if name in wanted)
+        hidden = tuple(maps) if output_hidden_states else None
+        return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
+        if not return_dict:
+            return (feature_maps,) + ((hidden,) if hidden is not None else ())
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=hidden)
