@@ -10,16 +10,49 @@ def _sizes(config: RecipeConfig) -> dict:
 
 
 def test_run_size_fills_fields_left_open():
-    assert _sizes(RecipeConfig(shared="s", output="o")) == QUICK_SIZES == {
-        "copies_per_face": 2, "fit_epochs": 10, "magface_steps": 150}
-    assert _sizes(RecipeConfig(shared="s", output="o", quick=False)) == FULL_SIZES == {
-        "copies_per_face": 3, "fit_epochs": 16, "magface_steps": 300}
+    assert _sizes(RecipeConfig(shared="s", output="o")) == QUICK_SIZES
+    assert _sizes(RecipeConfig(shared="s", output="o", quick=False)) == FULL_SIZES
+    for name, quick in QUICK_SIZES.items():  # the full run does more, never less (None: every photo)
+        assert FULL_SIZES[name] is None or FULL_SIZES[name] >= quick
     assert _sizes(RecipeConfig(shared="s", output="o", limit=48)) == QUICK_SIZES  # smoke runs: same sizes
 
 
 def test_explicit_values_are_kept_in_both_run_sizes():
     for quick in (True, False):
-        config = RecipeConfig(shared="s", output="o", quick=quick, copies_per_face=1, fit_epochs=1, magface_steps=4)
-        assert _sizes(config) == {"copies_per_face": 1, "fit_epochs": 1, "magface_steps": 4}
+        config = RecipeConfig(shared="s", output="o", quick=quick, photos_per_identity=2, copies_per_face=1,
+                              fit_epochs=1, magface_steps=4)
+        assert _sizes(config) == {"photos_per_identity": 2, "copies_per_face": 1, "fit_epochs": 1, "magface_steps": 4}
+    assert RecipeConfig(shared="s", output="o", photos_per_identity=0).photos_per_identity is None  # 0: every photo
     partial = RecipeConfig(shared="s", output="o", quick=False, fit_epochs=2)
     assert _sizes(partial) == {**FULL_SIZES, "fit_epochs": 2}
+
+
+def test_unknown_trunk_or_label_source_is_refused_with_the_choices():
+    import pytest
+
+    with pytest.raises(ValueError, match="trunk.*mobilefacenet"):
+        RecipeConfig(shared="s", output="o", trunk="resnet50")
+    with pytest.raises(ValueError, match="labels_from.*both"):
+        RecipeConfig(shared="s", output="o", labels_from="arcface")
+
+
+def test_a_run_folder_made_from_other_photos_is_refused(tmp_path):
+    """Finished stages are skipped by their outputs, so a folder made with another photo list must not be reused
+    silently: the quick run's faces are not the full run's."""
+    import json
+
+    import pytest
+
+    from hf_fiqa.recipes.sdd_fiqa import SDDFIQARecipe
+
+    data = tmp_path / "shared" / "data" / "lfw"
+    data.mkdir(parents=True)
+    (data / "labels.csv").write_text("path,identity\n" + "".join(f"{i}.jpg,a\n{i}.jpg,b\n" for i in range(6)))
+    out = tmp_path / "run"
+    (out / "faces-lfw").mkdir(parents=True)
+    (out / "faces-lfw" / "done.json").write_text(json.dumps({"labels": str(data / "labels.csv")}))  # every photo
+    recipe = SDDFIQARecipe(RecipeConfig(shared=tmp_path / "shared", output=out, photos_per_identity=4))
+    with pytest.raises(ValueError, match="another --output"):
+        recipe.stage_faces("lfw", "lfw")
+    listed = (out / "lists" / "lfw-4-per-identity-firstall.csv").read_text().splitlines()
+    assert len(listed) == 1 + 8  # 4 photos of each of the two people

@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=Path("runs/sdd-fiqa"), help="run folder (default runs/sdd-fiqa)")
     p.add_argument("--full", action="store_true", help="more copies and epochs than the 20-minute CPU run")
     p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
+    p.add_argument("--photos-per-identity", type=int, default=None,
+                   help="LFW and CFP photos kept per person (per person and pose in CFP); 0: all (default: 4 in the "
+                        "quick run, all with --full)")
     p.add_argument("--trunk", choices=["mobilefacenet", "dlib", "vit"], default="mobilefacenet",
                    help="what MANIQA's head sits on: a frozen recognizer trunk (features cached once) or its own "
                         "ViT trained from scratch (default mobilefacenet)")
@@ -30,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation", action="store_true",
                    help="also fit the head on every trunk x label source x with/without CFP, judged by both "
                         "recognizers on the validation people and the dev set; writes OUTPUT/ablation.md")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the network's start and batch order; the validation people, copies and labels stay fixed")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run, loads_models=True)
 
@@ -46,12 +50,16 @@ def run(args: argparse.Namespace) -> int:
         if not needed.exists():
             print(f"hf-fiqa sdd-fiqa: missing {needed} (pass --shared or set HF_FIQA_SHARED)", file=sys.stderr)
             return 2
+    if args.photos_per_identity is not None and args.photos_per_identity < 0:
+        print(f"hf-fiqa sdd-fiqa: --photos-per-identity must be >= 0, got {args.photos_per_identity}", file=sys.stderr)
+        return 2
     if args.image_size <= 0 or args.image_size % 8:
         print(f"hf-fiqa sdd-fiqa: --image-size must be a positive multiple of 8, got {args.image_size}", file=sys.stderr)
         return 2
     chosen = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
     config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
                           trunk=args.trunk, labels_from=args.labels_from, with_cfp=not args.no_cfp,
+                          photos_per_identity=args.photos_per_identity,
                           seed=args.seed, limit=args.limit, progress=not args.no_progress, ablation=args.ablation,
                           **chosen)
     result = SDDFIQARecipe(config).run()

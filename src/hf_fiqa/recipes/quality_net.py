@@ -171,7 +171,7 @@ def trunk_maniqa(recognizer: str | Path, out_features: list[str], grid: int,
 
 @torch.inference_mode()
 def trunk_pass(model: MANIQAForImageQualityAssessment, processor, crops: np.ndarray, recognizer=None,
-               batch_size: int = 128, progress: bool = True,
+               batch_size: int = 32, progress: bool = True,
                desc: str = "trunk features") -> tuple[np.ndarray, np.ndarray | None]:
     """One pass of the frozen trunk over uint8 ``crops`` (through ``processor``, :func:`trunk_processor`): MANIQA's
     ``backbone_features`` as one float16 ``(N, C, g, g)`` array, computed once so the head can train for many
