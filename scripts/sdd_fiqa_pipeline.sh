@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: the SDD-FIQA hybrid end to end on the real photos in ../shared (hf_fiqa/recipes/sdd_fiqa.py):
-#   dlib ResNet (converted) -> faces of LFW + CelebA -> degraded copies -> pseudo-labels -> MANIQA fitted to them
-#   -> calibration -> MagFace baseline -> EDC evaluation with bootstrap CIs on unseen CelebA identities.
+#   dlib ResNet + MobileFaceNet (converted) -> faces of LFW + CFP + CelebA -> degraded copies -> pseudo-labels under
+#   both recognizers, combined -> MANIQA's head on MobileFaceNet's frozen trunk -> calibration -> MagFace baseline
+#   -> EDC evaluation with bootstrap CIs on unseen CelebA identities, judged by each recognizer.
 # Finished stages are skipped, so an interrupted run continues where it stopped.
-#   FULL=1: more copies and epochs.   OUT=runs/sdd-fiqa   HF_FIQA_SHARED=../shared   PY=.venv/bin/python
+#   FULL=1: every photo, more copies and epochs.   OUT=runs/sdd-fiqa   HF_FIQA_SHARED=../shared   PY=.venv/bin/python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

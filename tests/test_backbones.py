@@ -191,8 +191,8 @@ def test_one_trunk_pass_gives_features_and_the_recognizers_embeddings(make, tmp_
 
     torch.manual_seed(0)
     recognizer = AutoModel.from_config(make()).eval()
-    last = recognizer.config.stage_names[-1]
-    model = maniqa_on(make(out_features=["stage2", last]), 2)
+    last = recognizer.trunk_output
+    model = maniqa_on(make(out_features=["stage1", last]), 2)
     model.backbone.load_state_dict(recognizer.state_dict(), strict=False)
     size = model.config.image_size
     processor = MANIQAImageProcessor(crop_size=size, policy="resize")
@@ -204,4 +204,4 @@ def test_one_trunk_pass_gives_features_and_the_recognizers_embeddings(make, tmp_
         np.testing.assert_allclose(features, model.backbone_features(pixels).numpy(), rtol=1e-2, atol=1e-3)  # float16
     assert features.dtype == np.float16
     with pytest.raises(ValueError, match="last of out_features"):
-        trunk_pass(maniqa_on(make(out_features=["stage1", "stage2"]), 2), processor, crops, recognizer=recognizer)
+        trunk_pass(maniqa_on(make(out_features=["stem", "stage1"]), 2), processor, crops, recognizer=recognizer)

@@ -16,10 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "label plot, the discard-threshold tables and the calibration check per quality band.")
     p.add_argument("--shared", type=Path, default=None, help="folder with data/ and weights/ (default: $HF_FIQA_SHARED or ../shared)")
     p.add_argument("--output", type=Path, default=Path("runs/sdd-fiqa"), help="run folder (default runs/sdd-fiqa)")
-    p.add_argument("--full", action="store_true", help="more copies and epochs than the 20-minute CPU run")
+    p.add_argument("--full", action="store_true",
+                   help="every photo, more copies and epochs, and the MagFace baseline (the quick run skips it)")
     p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
     p.add_argument("--photos-per-identity", type=int, default=None,
-                   help="LFW and CFP photos kept per person (per person and pose in CFP); 0: all (default: 4 in the "
+                   help="LFW and CFP photos kept per person (per person and pose in CFP); 0: all (default: 3 in the "
                         "quick run, all with --full)")
     p.add_argument("--trunk", choices=["mobilefacenet", "dlib", "vit"], default="mobilefacenet",
                    help="what MANIQA's head sits on: a frozen recognizer trunk (features cached once) or its own "

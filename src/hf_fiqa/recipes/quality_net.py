@@ -145,7 +145,10 @@ def trunk_processor(recognizer: str | Path, crop_size: int):
 def trunk_maniqa(recognizer: str | Path, out_features: list[str], grid: int,
                  **overrides) -> MANIQAForImageQualityAssessment:
     """A MANIQA whose backbone is a recognizer's trunk (its released weights; ``AutoBackbone`` maps
-    ``out_features`` pooled to ``grid`` x ``grid``) under a CPU-sized head (one TAB and one Swin group per stage).
+    ``out_features`` pooled to ``grid`` x ``grid``) under a CPU-sized head: one TAB, a 1x1 projection and one Swin
+    block per stage, 64 then 32 channels (0.13 M parameters on MobileFaceNet's stage2 + stage3: 0.17 s per
+    training step of 64 on the 2-core CPU, against 1.1 s with MobileFaceNet's 512-channel ``sep`` map also in and
+    two 128-wide Swin blocks).
 
     The recognizer's alignment template (if not ArcFace's) travels in ``config.alignment_template`` so scorers cut
     the crop the trunk was trained on."""
@@ -155,8 +158,8 @@ def trunk_maniqa(recognizer: str | Path, out_features: list[str], grid: int,
 
     register_models()  # AutoConfig/AutoBackbone learn the recognizer families
     trunk_config = AutoConfig.from_pretrained(recognizer, out_features=list(out_features))
-    values = dict(backbone_config=trunk_config, feature_grid=grid, image_size=trunk_config.image_size, embed_dim=128,
-                  num_tab=1, swin_depths=[2], swin_num_heads=[4], window_size=grid, mlp_dim=256, dropout=0.0,
+    values = dict(backbone_config=trunk_config, feature_grid=grid, image_size=trunk_config.image_size, embed_dim=64,
+                  num_tab=1, swin_depths=[1], swin_num_heads=[2], window_size=grid, mlp_dim=128, dropout=0.0,
                   drop_path=0.0, loss_type="smooth_l1", label_range=[0.0, 100.0])
     template = getattr(trunk_config, "alignment_template", None)
     if template is not None:
@@ -176,12 +179,13 @@ def trunk_pass(model: MANIQAForImageQualityAssessment, processor, crops: np.ndar
     """One pass of the frozen trunk over uint8 ``crops`` (through ``processor``, :func:`trunk_processor`): MANIQA's
     ``backbone_features`` as one float16 ``(N, C, g, g)`` array, computed once so the head can train for many
     epochs, and, given the ``recognizer`` the trunk belongs to, its float32 embeddings from the same pass (its
-    ``embedding_from_trunk`` on the trunk's last map, which must then be the last of ``out_features``)."""
+    ``embedding_from_trunk`` on the map named by its ``trunk_output``, which must then be the last of
+    ``out_features``)."""
     from tqdm.auto import tqdm
 
-    if recognizer is not None and model.backbone.out_features[-1] != model.backbone.stage_names[-1]:
-        raise ValueError(f"embeddings need the trunk's last map ({model.backbone.stage_names[-1]}) as the last of "
-                         f"out_features, got {model.backbone.out_features}")
+    if recognizer is not None and model.backbone.out_features[-1] != recognizer.trunk_output:
+        raise ValueError(f"embeddings need the trunk's {recognizer.trunk_output} map as the last of out_features, got "
+                         f"{model.backbone.out_features}")
     model.eval()
     features = embeddings = None
     n = len(crops)

@@ -54,11 +54,12 @@ from .faces import FacePool, FaceSet, embed_arrays, embed_faces, recognizer_embe
 RECOGNIZERS = ("dlib", "mobilefacenet")
 # How much each run size does, where the caller did not say (RecipeConfig fields left at None).
 # photos_per_identity: LFW and CFP photos kept per person (per person and pose in CFP); None keeps them all.
-QUICK_SIZES = {"photos_per_identity": 4, "copies_per_face": 1, "fit_epochs": 12, "magface_steps": 150}
+# magface_steps 0: no MagFace baseline (the quick run's time goes to the hybrid; the full run trains it).
+QUICK_SIZES = {"photos_per_identity": 3, "copies_per_face": 1, "fit_epochs": 10, "magface_steps": 0}
 FULL_SIZES = {"photos_per_identity": None, "copies_per_face": 3, "fit_epochs": 30, "magface_steps": 300}
 # Which crop each trunk reads, the maps it hands to MANIQA (AutoBackbone out_features) and the token grid.
 TRUNKS = {
-    "mobilefacenet": {"crops": "arcface112", "out_features": ["stage2", "stage3", "sep"], "grid": 7, "size": 112},
+    "mobilefacenet": {"crops": "arcface112", "out_features": ["stage2", "stage3"], "grid": 7, "size": 112},
     "dlib": {"crops": "recognizer", "out_features": ["stage3", "stage4", "stage5"], "grid": 4, "size": 150},
 }
 
@@ -513,7 +514,7 @@ class SDDFIQARecipe:
             overrides += ["data.val_fraction=0.3", "batch_size=16"]
         return TrainConfig.from_dict(self.MAGFACE_CONFIG, overrides)
 
-    def stage_magface(self, lfw: FaceSet, celeba: FaceSet) -> np.ndarray:
+    def stage_magface(self, lfw: FaceSet, celeba: FaceSet) -> np.ndarray | None:
         """MagFace magnitudes of the CelebA faces from a small iResNet trained here on LFW (a baseline).
 
         It trains in this process with :func:`hf_fiqa.training.train` (an interrupted run resumes from its last
@@ -523,6 +524,8 @@ class SDDFIQARecipe:
         path = self.out / "magface" / "celeba_norms.npy"
         if path.is_file():
             return np.load(path)
+        if not self.config.magface_steps:
+            return None
         start = time.perf_counter()
         _say(f"7/8 MagFace baseline: small iResNet on LFW ({self.config.magface_steps} steps), magnitudes on CelebA")
         folder = self.out / "magface"
@@ -554,7 +557,7 @@ class SDDFIQARecipe:
                              bootstrap=c.bootstrap if bootstrap is None else bootstrap, seed=c.seed,
                              progress=c.progress if progress is None else progress)
 
-    def stage_evaluate(self, model_dir: Path, celeba: FaceSet, magface: np.ndarray) -> dict[str, Any]:
+    def stage_evaluate(self, model_dir: Path, celeba: FaceSet, magface: np.ndarray | None) -> dict[str, Any]:
         start = time.perf_counter()
         _say("8/8 evaluation on CelebA (unseen people), judged by each recognizer: EDC pAUC, gain, bootstrap CIs")
         from ..metrics.calibration import calibration_bands, calibration_markdown, discard_table
@@ -569,7 +572,8 @@ class SDDFIQARecipe:
         qualities = {"maniqa_sdd_fiqa": hybrid.score(faces)}  # the calibrated 0-100 quality
         for name in ("detector_confidence", "inter_eye_distance", "face_size", "sharpness", "head_pose_5pt", "random"):
             qualities[name] = make_baseline(name).score(chip_faces)
-        qualities["magface_own_recognizer"] = magface[ok]
+        if magface is not None:
+            qualities["magface_own_recognizer"] = magface[ok]
         qualities.update(self.peer_and_component_qualities(celeba, ok))
         judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
         titles = {"dlib": "dlib ResNet", "mobilefacenet": "MobileFaceNet, MS1M"}

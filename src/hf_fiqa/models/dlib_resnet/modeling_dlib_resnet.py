@@ -192,6 +192,11 @@ class DlibResNetModel(DlibResNetPreTrainedModel):
         self.fc = nn.Linear(config.stage_widths[-1], config.embedding_size, bias=False)
         self.post_init()
 
+    @property
+    def trunk_output(self) -> str:
+        """The backbone map :meth:`embedding_from_trunk` takes: the last stage's."""
+        return f"stage{len(self.config.stage_widths)}"
+
     def embedding_from_trunk(self, last_map: torch.Tensor) -> torch.Tensor:
         """The descriptor (float32) from the last stage's map (what ``DlibResNetBackbone`` returns as its last
         stage): a quality network reading the trunk gets the recognizer's descriptor of the same pass for free."""

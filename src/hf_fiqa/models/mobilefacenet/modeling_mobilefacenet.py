@@ -159,6 +159,7 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
     """MobileFaceNet mapping an aligned face to a raw (unnormalised) embedding."""
     # save_pretrained writes this code and an auto_map beside the weights (trust_remote_code loading)
     _auto_class = "AutoModel"
+    trunk_output = "stage3"  # the backbone map embedding_from_trunk takes
 
     def __init__(self, config: MobileFaceNetConfig):
         super().__init__(config)
@@ -171,10 +172,11 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
         self.features = nn.BatchNorm1d(config.embedding_size, eps=eps)
         self.post_init()
 
-    def embedding_from_trunk(self, sep_map: torch.Tensor) -> torch.Tensor:
-        """The embedding from the trunk's last map (``sep``, what ``MobileFaceNetBackbone`` returns under that
-        name): a quality network reading the trunk gets the recognizer's embedding of the same pass for free."""
-        return self.features(self.fc(torch.flatten(self.gdc(sep_map), 1)))
+    def embedding_from_trunk(self, stage3_map: torch.Tensor) -> torch.Tensor:
+        """The embedding from the last residual stage's map (``stage3``, :attr:`trunk_output`, as
+        ``MobileFaceNetBackbone`` returns it): a quality network reading the trunk gets the recognizer's embedding
+        of the same pass for the cost of the 1x1 expansion and the GDC."""
+        return self.features(self.fc(torch.flatten(self.gdc(self.sep(stage3_map)), 1)))
 
     def forward(
         self,
@@ -194,7 +196,7 @@ class MobileFaceNetModel(MobileFaceNetPreTrainedModel):
         x = self.stem_dw(self.stem(_check_pixels(self.config, pixel_values)))
         for stage in self.stages:
             x = stage(x)
-        embeddings = self.embedding_from_trunk(self.sep(x))
+        embeddings = self.embedding_from_trunk(x)
         norms = torch.linalg.vector_norm(embeddings, dim=1)
         loss = logits = None
         if margin_head is not None:
