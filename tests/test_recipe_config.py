@@ -56,3 +56,20 @@ def test_a_run_folder_made_from_other_photos_is_refused(tmp_path):
         recipe.stage_faces("lfw", "lfw")
     listed = (out / "lists" / "lfw-4-per-identity-firstall.csv").read_text().splitlines()
     assert len(listed) == 1 + 8  # 4 photos of each of the two people
+
+
+def test_saved_face_paths_open_from_anywhere(tmp_path):
+    """A dataset's labels.csv names photos relative to itself; later stages (LightQNet, the components) reopen the
+    photos from another working directory."""
+    import json
+
+    import numpy as np
+
+    from hf_fiqa.recipes.faces import FaceSet
+
+    (tmp_path / "pass").mkdir()
+    (tmp_path / "pass" / "done.json").write_text(json.dumps({"labels": str(tmp_path / "data" / "labels.csv")}))
+    faces = FaceSet(tmp_path / "pass", np.array(["images/a.jpg", "/abs/b.jpg"]), np.array(["x", "y"]),
+                    np.ones(2, bool), np.zeros((2, 4)), np.zeros((2, 4)), np.zeros((2, 5, 2)), np.ones(2))
+    assert faces.photo_paths() == [str(tmp_path / "data" / "images" / "a.jpg"), "/abs/b.jpg"]
+    assert faces.photo_paths(np.array([1])) == ["/abs/b.jpg"]

@@ -42,6 +42,13 @@ class FaceSet:
         """The ``(N, S, S, 3)`` uint8 crops saved under ``name`` (zeros where no face), memory-mapped."""
         return np.load(self.folder / f"crops_{name}.npy", mmap_mode="r")
 
+    def photo_paths(self, rows: np.ndarray | None = None) -> list[str]:
+        """The photos of ``rows`` as paths that open from anywhere: ``paths`` are as the list wrote them, relative
+        to the list's folder (``done.json`` names the list)."""
+        base = Path(json.loads((self.folder / "done.json").read_text())["labels"]).parent
+        paths = self.paths if rows is None else self.paths[rows]
+        return [str(p if Path(p).is_absolute() else base / p) for p in paths]
+
     def detected(self, index: int) -> DetectedFace:
         return DetectedFace(box=self.boxes[index], landmarks=self.landmarks[index], score=float(self.det_scores[index]))
 

@@ -635,8 +635,15 @@ class SDDFIQARecipe:
         scorers = {"lightqnet": load_scorer(str(lightqnet), device="cpu", batch_size=128)} if lightqnet else {}
         _say(f"   LightQNet and the quality components of the CelebA faces ({'with' if mesh else 'without'} the "
              "face mesh)")
-        found = score_largest_faces([str(p) for p in celeba.paths[rows]], scorers, self.cropper,
-                                    progress=self.config.progress, components=PhotoComponents(mesh))
+        problems: list[tuple[str, str]] = []
+        found = score_largest_faces(celeba.photo_paths(rows), scorers, self.cropper, progress=self.config.progress,
+                                    components=PhotoComponents(mesh), problems=problems)
+        if problems:
+            _say(f"   {len(problems)} of {len(rows)} CelebA photos gave LightQNet and the components no face, e.g. "
+                 f"{problems[0][0]}: {problems[0][1]}")
+        if len(rows) and len(problems) == len(rows):
+            raise RuntimeError("LightQNet and the quality components found no face in any CelebA photo; "
+                               f"first problem: {problems[0]}")
         return {name: values for name, values in found.items() if not np.isnan(values).all()}
 
     def validation_qualities(self, model, pool: FacePool) -> dict[str, np.ndarray]:
