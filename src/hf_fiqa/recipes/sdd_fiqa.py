@@ -626,6 +626,9 @@ class SDDFIQARecipe:
         crops) and every quality component of the same largest faces (``component:NAME``: which single measure
         predicts recognition failure). Dense-landmark components need ``$HF_FIQA_FACE_MESH`` (the main job's
         script converts the face mesh when setup.sh downloaded its wheel); those never computed are left out."""
+        path = self.out / "peers.npz"  # the same for every network: computed once per run folder
+        if path.is_file():
+            return dict(np.load(path))
         from ..components import PhotoComponents, load_face_mesh
         from ..pipelines.dataset_quality import score_largest_faces
         from ..scorers import load_scorer
@@ -644,7 +647,9 @@ class SDDFIQARecipe:
         if len(rows) and len(problems) == len(rows):
             raise RuntimeError("LightQNet and the quality components found no face in any CelebA photo; "
                                f"first problem: {problems[0]}")
-        return {name: values for name, values in found.items() if not np.isnan(values).all()}
+        found = {name: values for name, values in found.items() if not np.isnan(values).all()}
+        np.savez(path, **found)
+        return found
 
     def validation_qualities(self, model, pool: FacePool) -> dict[str, np.ndarray]:
         """The hybrid and the detector's confidence on the validation people's photos (pool order)."""
