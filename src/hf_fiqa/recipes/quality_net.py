@@ -77,6 +77,21 @@ def phase_train_config(task: str, folder: Path, phase: PhaseConfig, n: int, seed
                           warmup_steps=max(1, total // 20), grad_clip=1.0))
 
 
+def _fit_layout(folder: str | Path, labels: np.ndarray, train_index: np.ndarray):
+    """The fit's folder (created), its rows, the rows with a finite label, and the final weights' path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = np.asarray(train_index)
+    return folder, rows, rows[np.isfinite(labels[rows])], folder / FINAL
+
+
+def _save_final(model, final: Path) -> None:
+    """The fitted weights, written under a temporary name then renamed (their presence marks the stage done)."""
+    tmp = final.with_name(final.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(final)
+
+
 def _epoch_losses(folder: Path) -> list[float]:
     state = folder / "trainer_state.json"
     return [entry["loss"] for entry in json.loads(state.read_text())["train_log"]] if state.is_file() else []
@@ -94,11 +109,7 @@ def train_quality_network(folder: str | Path, crops: np.ndarray, targets: np.nda
     The phases run in ``folder/distill`` and ``folder/fit``; the result is ``folder/fit.safetensors``.
     """
     bf16 = bf16_available() if bf16 is None else bf16
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = np.asarray(train_index)
-    fit_rows = rows[np.isfinite(labels[rows])]
-    final = folder / FINAL
+    folder, rows, fit_rows, final = _fit_layout(folder, labels, train_index)
     if final.is_file():
         weights = load_file(str(final))
         if all(k.startswith("model.") for k in weights):  # written by versions that also saved the probe
@@ -121,9 +132,7 @@ def train_quality_network(folder: str | Path, crops: np.ndarray, targets: np.nda
             model = task.trained_model
         elif model is None:
             model = task.build_model()
-        tmp = final.with_name(final.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        tmp.replace(final)
+        _save_final(model, final)
     history = {"distill": _epoch_losses(folder / "distill"), "fit": _epoch_losses(folder / "fit")}
     check_not_constant(model, crops, fit_rows[:512], folder)
     return model.eval(), history
@@ -212,11 +221,7 @@ def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessmen
     """Fit the head above a frozen trunk on cached ``features`` (the backbone never runs); returns the whole model
     (trunk included) and the per-epoch mean losses. Resumes like :func:`train_quality_network`; the result is
     ``folder/fit.safetensors``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = np.asarray(train_index)
-    fit_rows = rows[np.isfinite(labels[rows])]
-    final = folder / FINAL
+    folder, _, fit_rows, final = _fit_layout(folder, labels, train_index)
     if final.is_file():
         model.load_state_dict(load_file(str(final)))
     else:
@@ -225,9 +230,7 @@ def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessmen
                                backbone_features=features)
         train(run, task)
         model = task.trained_model
-        tmp = final.with_name(final.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        tmp.replace(final)
+        _save_final(model, final)
     return model.eval(), {"fit": _epoch_losses(folder / "fit")}
 
 
