@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hf_fiqa.labels.reference import reference_pseudo_labels
-from hf_fiqa.metrics.calibration import discard_table, face_failure_rates, fit_quality_calibration, threshold_at_fmr
+from hf_fiqa.metrics.calibration import (discard_table, fit_quality_calibration, genuine_pair_rejections,
+                                         threshold_at_fmr)
 
 
 def test_logistic_calibration_recovers_the_failure_model():
@@ -30,13 +31,14 @@ def _faces(n_ids: int = 40, per_id: int = 6, seed: int = 1):
     return emb, ids, noise
 
 
-def test_failure_rates_and_discard_table_follow_the_noise():
+def test_pair_rejections_and_discard_table_follow_the_noise():
     emb, ids, noise = _faces()
     threshold = threshold_at_fmr(emb, ids, 1e-2)
-    failed, counts = face_failure_rates(emb, ids, np.arange(len(ids)), emb, ids, np.arange(len(ids)), threshold)
-    assert (counts == 5).all()  # the other photos of the identity, never itself
-    rates = failed / counts
-    assert np.corrcoef(rates, noise)[0, 1] > 0.5
+    pairs, rejected = genuine_pair_rejections(emb, ids, threshold)
+    assert len(pairs) == 40 * 15 and (ids[pairs[:, 0]] == ids[pairs[:, 1]]).all() and (pairs[:, 0] < pairs[:, 1]).all()
+    # a pair is as good as its worse photo: the noisier of the two decides whether it is rejected
+    worse = noise[pairs].max(axis=1)
+    assert rejected[worse > np.quantile(worse, 0.75)].mean() > 3 * rejected[worse < np.quantile(worse, 0.25)].mean()
     table = discard_table(-noise, emb, ids, threshold, cutoffs=[-np.inf, np.quantile(-noise, 0.3)])
     assert table[0]["faces_removed_percent"] == 0 and table[0]["fnmr_after"] == table[0]["fnmr_before"]
     assert table[1]["faces_removed_percent"] == pytest.approx(30, abs=1) and table[1]["fnmr_after"] < table[1]["fnmr_before"]
@@ -66,11 +68,11 @@ def test_calibration_bands_report_promised_and_observed_rejections():
     counts = np.array([10, 10, 10, 4, 10, 10, 10])
     rows = calibration_bands(quality, failed, counts)
     by_low = {row["low"]: row for row in rows}
-    assert by_low[0]["faces"] == 2 and by_low[0]["observed_percent"] == pytest.approx(40.0)  # 8 of 20 failed
+    assert by_low[0]["pairs"] == 2 and by_low[0]["observed_percent"] == pytest.approx(40.0)  # 8 of 20 failed
     assert by_low[0]["claimed_percent"] == pytest.approx(65.0)  # mean of 70 and 60
-    assert by_low[95]["faces"] == 2 and by_low[95]["observed_percent"] == pytest.approx(5.0)  # 100 is in the last band
-    assert by_low[80]["faces"] == 0 and np.isnan(by_low[80]["observed_percent"])
-    assert sum(row["faces"] for row in rows) == 6  # the NaN quality is left out
+    assert by_low[95]["pairs"] == 2 and by_low[95]["observed_percent"] == pytest.approx(5.0)  # 100 is in the last band
+    assert by_low[80]["pairs"] == 0 and np.isnan(by_low[80]["observed_percent"])
+    assert sum(row["pairs"] for row in rows) == 6  # the NaN quality is left out
     assert "| 0-50 | 2 | 20 | 65.0 % | 40.0 % |" in calibration_markdown(rows, "check")
 
 

@@ -76,7 +76,7 @@ def test_every_stage_writes_its_outputs(small_run):
                                    "calibration", "magface", "evaluate"}
     # the calibration check: one row per band, promised vs observed
     bands = result["calibration"]
-    assert [b["low"] for b in bands] == [0, 50, 70, 80, 90, 95] and sum(b["faces"] for b in bands) > 0
+    assert [b["low"] for b in bands] == [0, 50, 70, 80, 90, 95] and sum(b["pairs"] for b in bands) > 0
     # The discard table works at the EDC table's FMR threshold, not at one of its own.
     fmr_threshold = next(t["value"] for t in json.loads((out / "eval" / "pauc.json").read_text())["thresholds"].values()
                          if t["source"] == "fmr")

@@ -3,10 +3,11 @@
 A quality network regresses pseudo-labels whose scale depends on the dataset they were normalised
 over; "73" means nothing by itself. Here the raw score is mapped, monotonically, to
 
-    quality = 100 x (1 - expected fraction of the face's genuine comparisons that fail)
+    quality = 100 x (1 - expected fraction of genuine comparisons that fail, among those whose worse photo
+                         scores as this face does)
 
 at one fixed decision threshold of the recognizer (from a target false-match rate on impostor
-comparisons). The map is a logistic fit of each calibration face's failed comparisons against its raw score
+comparisons). The map is a logistic fit of failed genuine comparisons against their raw score
 (strictly monotone, so no two faces the network tells apart get the same quality), stored as two
 numbers in the model's config (``quality_calibration``), so the model alone and every pipeline give
 the same number. :func:`discard_table` turns a set of faces into the "discard below Q" table users
@@ -41,34 +42,28 @@ def threshold_at_fmr(embeddings: np.ndarray, identities: Sequence[Any], fmr: flo
     return float(np.quantile(sims, 1.0 - fmr, method="higher"))
 
 
-def face_failure_rates(probe_embeddings: np.ndarray, probe_identities: Sequence[Any], probe_sources: Sequence[Any],
-                       reference_embeddings: np.ndarray, reference_identities: Sequence[Any],
-                       reference_sources: Sequence[Any], threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(failed comparisons, genuine comparisons)`` per probe.
+def genuine_pair_rejections(embeddings: np.ndarray, identities: Sequence[Any],
+                            threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every genuine pair ``(i, j)``, ``i < j``, of a face set (``(G, 2)``) and whether the recognizer rejects it
+    (cosine similarity below ``threshold``).
 
-    A probe's genuine comparisons are the reference photos of its identity that do not share its
-    source; a comparison fails when its cosine similarity is below ``threshold``.
+    The calibration speaks of pairs, not faces: a face's rejection rate against "the person's other photos"
+    depends on how good those other photos are, which changes from one collection to the next (CFP's profiles
+    drag down every frontal photo of the same person), while a pair scored by its worse photo, as FNM-EDC scores it,
+    carries its cause with it.
     """
-    p, r = _unit(probe_embeddings), _unit(reference_embeddings)
-    p_ids, r_ids = np.asarray(probe_identities).astype(str), np.asarray(reference_identities).astype(str)
-    p_src, r_src = np.asarray(probe_sources).astype(str), np.asarray(reference_sources).astype(str)
-    failed = np.zeros(len(p), dtype=np.int64)
-    counts = np.zeros(len(p), dtype=np.int64)
-    for lo in range(0, len(p), 2048):
-        hi = min(len(p), lo + 2048)
-        sims = p[lo:hi] @ r.T
-        genuine = (p_ids[lo:hi, None] == r_ids[None, :]) & (p_src[lo:hi, None] != r_src[None, :])
-        counts[lo:hi] = genuine.sum(axis=1)
-        failed[lo:hi] = ((sims < threshold) & genuine).sum(axis=1)
-    return failed, counts
+    from .pairs import encode_identities, genuine_pairs, pair_similarities
+
+    pairs = genuine_pairs(encode_identities(np.asarray(identities).astype(str)))
+    return pairs, pair_similarities(embeddings, pairs) < threshold
 
 
 def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
                             meaning: str = "", iterations: int = 100) -> dict[str, Any]:
     """Logistic calibration: ``P(a genuine comparison fails | score) = sigmoid(a + b * score)``.
 
-    Fitted by maximum likelihood on every calibration face's ``failures`` out of ``comparisons``
-    (Newton's method on the binomial log-likelihood, the raw score standardised for stability).
+    Fitted by maximum likelihood on each calibration sample's ``failures`` out of ``comparisons`` (a sample is
+    whatever carries the score: in the main job a genuine pair scored by its worse photo; Newton's method on the binomial log-likelihood, the raw score standardised for stability).
     The returned dict is what ``MANIQAConfig.quality_calibration`` takes: ``quality = 100 x (1 -
     P(fail))``. A logistic rather than an isotonic fit: a monotone step function would give many faces
     the same quality and throw away the ranking the network makes.
@@ -78,7 +73,7 @@ def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparison
     n = np.asarray(comparisons, dtype=np.float64)
     ok = np.isfinite(s) & np.isfinite(k) & (n > 0)
     if ok.sum() < 10:
-        raise ValueError(f"calibration needs at least 10 faces with a score and genuine comparisons, got {int(ok.sum())}")
+        raise ValueError(f"calibration needs at least 10 samples with a score and genuine comparisons, got {int(ok.sum())}")
     s, k, n = s[ok], k[ok], n[ok]
     if not 0 < k.sum() < n.sum():
         raise ValueError("calibration needs both failed and successful genuine comparisons")
@@ -100,7 +95,7 @@ def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparison
     intercept = beta[0] - slope * mean
     if slope == 0 or not np.isfinite([intercept, slope]).all():
         raise ValueError("the calibration fit failed: the score does not predict failures")
-    return {"intercept": float(intercept), "slope": float(slope), "meaning": meaning, "num_faces": int(ok.sum()),
+    return {"intercept": float(intercept), "slope": float(slope), "meaning": meaning, "num_samples": int(ok.sum()),
             "num_comparisons": int(n.sum()), "failure_rate": float(k.sum() / n.sum())}
 
 
@@ -148,12 +143,13 @@ DEFAULT_BANDS = (0.0, 50.0, 70.0, 80.0, 90.0, 95.0, 100.0)
 
 def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
                       edges: Sequence[float] = DEFAULT_BANDS) -> list[dict[str, float]]:
-    """Claimed against observed per quality band: does ``quality`` keep its promise on these faces?
+    """Claimed against observed per quality band: does ``quality`` keep its promise on these pairs?
 
-    For the faces whose quality falls in ``[low, high)`` (the last band includes 100): ``claimed_percent`` is the
-    mean of ``100 - quality`` (the rejection rate the quality promises), ``observed_percent`` the share of the
-    band's genuine comparisons that failed (``failures`` / ``comparisons`` per face, from
-    :func:`face_failure_rates`, pooled over the band's faces).
+    ``qualities`` is per genuine pair (the lower of its two photos' qualities), ``failures`` of ``comparisons``
+    the recognizers that rejected it (:func:`genuine_pair_rejections`, summed over recognizers). For the pairs
+    whose quality falls in ``[low, high)`` (the last band includes 100): ``claimed_percent`` is the mean of ``100 -
+    quality`` (the rejection rate the quality promises), ``observed_percent`` the share of their comparisons that
+    failed.
     """
     q = np.asarray(qualities, dtype=np.float64)
     k, n = np.asarray(failures, dtype=np.float64), np.asarray(comparisons, dtype=np.float64)
@@ -163,7 +159,7 @@ def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: 
         last = i == len(edges) - 2
         band = usable & (q >= low) & ((q <= high) if last else (q < high))
         rows.append({
-            "low": float(low), "high": float(high), "faces": int(band.sum()),
+            "low": float(low), "high": float(high), "pairs": int(band.sum()),
             "comparisons": int(n[band].sum()),
             "claimed_percent": float(np.mean(100.0 - q[band])) if band.any() else float("nan"),
             "observed_percent": float(100.0 * k[band].sum() / n[band].sum()) if band.any() else float("nan"),
@@ -173,9 +169,9 @@ def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: 
 
 def calibration_markdown(rows: list[dict[str, float]], title: str) -> str:
     """:func:`calibration_bands` as a Markdown table under ``title``."""
-    lines = [f"### {title}", "", "| quality band | faces | genuine comparisons | promised rejected | observed rejected |",
+    lines = [f"### {title}", "", "| pair quality band | genuine pairs | comparisons | promised rejected | observed rejected |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for row in rows:
-        lines.append(f"| {row['low']:g}-{row['high']:g} | {row['faces']} | {row['comparisons']} | "
+        lines.append(f"| {row['low']:g}-{row['high']:g} | {row['pairs']} | {row['comparisons']} | "
                      f"{row['claimed_percent']:.1f} % | {row['observed_percent']:.1f} % |")
     return "\n".join(lines) + "\n"
