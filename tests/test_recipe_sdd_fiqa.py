@@ -15,12 +15,12 @@ import pytest
 
 
 def small_config(shared, out):
-    """The main job on 48 photos per dataset, one epoch, 4 MagFace steps; a third of the people held out, so that
-    calibration sees failed and successful comparisons."""
+    """The main job on 48 photos per dataset, one epoch, 4 MagFace steps, a second network seed; a third of the
+    people held out, so that calibration sees failed and successful comparisons."""
     from hf_fiqa.recipes.sdd_fiqa import RecipeConfig
 
     return RecipeConfig(shared=shared, output=out, limit=48, fit_epochs=1, batch_size=16, val_fraction=0.3,
-                        magface_steps=4, bootstrap=20, progress=False)
+                        magface_steps=4, bootstrap=20, seeds=2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,21 @@ def test_every_stage_writes_its_outputs(small_run):
     assert f"cosine threshold {fmr_threshold:.4f}" in (out / "eval" / "thresholds.md").read_text()
 
 
+def test_a_second_seed_refits_the_network_on_the_same_data(small_run):
+    from safetensors.torch import load_file
+
+    out, _, result = small_run
+    assert [row["seed"] for row in result["seeds"]] == [0, 1]
+    first, second = (load_file(str(out / name / "fit.safetensors")) for name in ("network", "network-seed1"))
+    head = [k for k in first if not k.startswith("backbone.")]
+    assert any(not (first[k] == second[k]).all() for k in head)  # another start and batch order
+    assert all((first[k] == second[k]).all() for k in first if k.startswith("backbone."))  # the same frozen trunk
+    gains = [v for row in result["seeds"] for k, v in row.items() if k != "seed"]
+    assert len(gains) == 8 and np.isfinite(gains).all()  # two judges x two thresholds, per seed
+    text = (out / "seeds.md").read_text()
+    assert "| 0 |" in text and "| 1 |" in text and "mean ± sd" in text
+
+
 def test_saved_hybrid_loads_calibrated_and_scores_0_to_100(small_run):
     from transformers import AutoModel
 
@@ -106,7 +121,7 @@ def test_a_second_run_skips_finished_stages_and_reproduces_the_table(small_run, 
     before = json.loads((out / "eval" / "pauc.json").read_text())
     finished = ["faces-lfw/embeddings.npy", "faces-celeba/embeddings_mobilefacenet.npy", "degraded/degraded.npz",
                 "labels.npz", "degraded/trunk_mobilefacenet.npy", "network/fit.safetensors", "maniqa-sdd-fiqa/model.safetensors",
-                "magface/celeba_norms.npy"]
+                "magface/celeba_norms.npy", "network-seed1/fit.safetensors", "seeds.json"]
     stamps = {path: (out / path).stat().st_mtime_ns for path in finished}
     config = small_config(shared, out)
     SDDFIQARecipe(config).run()

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "recognizers on the validation people and the dev set; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0,
                    help="the network's start and batch order; the validation people, copies and labels stay fixed")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="networks fitted on the same data, seeds SEED, SEED+1, ...: their gains on the dev set and "
+                        "the spread in OUTPUT/seeds.md (default 1: the run's own network only)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run, loads_models=True)
 
@@ -54,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.photos_per_identity is not None and args.photos_per_identity < 0:
         print(f"hf-fiqa sdd-fiqa: --photos-per-identity must be >= 0, got {args.photos_per_identity}", file=sys.stderr)
         return 2
+    if args.seeds < 1:
+        print(f"hf-fiqa sdd-fiqa: --seeds must be >= 1, got {args.seeds}", file=sys.stderr)
+        return 2
     if args.image_size <= 0 or args.image_size % 8:
         print(f"hf-fiqa sdd-fiqa: --image-size must be a positive multiple of 8, got {args.image_size}", file=sys.stderr)
         return 2
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
                           trunk=args.trunk, labels_from=args.labels_from, with_cfp=not args.no_cfp,
                           photos_per_identity=args.photos_per_identity,
-                          seed=args.seed, limit=args.limit, progress=not args.no_progress, ablation=args.ablation,
+                          seed=args.seed, seeds=args.seeds, limit=args.limit, progress=not args.no_progress, ablation=args.ablation,
                           **chosen)
     result = SDDFIQARecipe(config).run()
     print()
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     print((args.output / "eval-mobilefacenet" / "pauc.md").read_text())
     print((args.output / "eval" / "thresholds.md").read_text())
     print((args.output / "eval" / "calibration.md").read_text())
+    if "seeds" in result:
+        print((args.output / "seeds.md").read_text())
     if "ablation" in result:
         print(result["ablation"])
     print("stage seconds:", config.timings)

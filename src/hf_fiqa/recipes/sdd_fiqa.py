@@ -94,6 +94,7 @@ class RecipeConfig:
     discard_limit: float = DEFAULT_DISCARD_LIMIT
     bootstrap: int = DEFAULT_BOOTSTRAP
     seed: int = 0  # the network's start and batch order (and the bootstrap)
+    seeds: int = 1  # networks fitted on the same data (seed, seed + 1, ...): the run-to-run spread, in seeds.md
     data_seed: int = 0  # the validation people, the copies and the labels' draws: the data, fixed across seeds
     limit: int | None = None  # photos per dataset (smoke runs)
     # LightQNet's released graph, a published peer for the table (None: shared/weights/lightqnet or the source tree)
@@ -390,32 +391,38 @@ class SDDFIQARecipe:
         self._timed("labels", start)
         return labels
 
-    def stage_network(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
-        """The quality network, fitted on the training people."""
-        from .quality_net import PhaseConfig, small_maniqa_config, train_quality_head, train_quality_network
+    def stage_network(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                      seed: int | None = None, name: str = "network"):
+        """The quality network, fitted on the training people (with ``seed``, default the run's, in ``name``)."""
+        from .quality_net import FINAL, PhaseConfig, small_maniqa_config, train_quality_head, train_quality_network
 
         start = time.perf_counter()
         c = self.config
+        seed = c.seed if seed is None else seed
+        fitted = (self.out / name / FINAL).is_file()  # then the fits below only load it
         held = self.held_out(pool)[labels["row"]]
         train_rows = np.flatnonzero(~held)
         if c.trunk == "vit":
-            _say("5/8 quality network: MANIQA (ViT from scratch) fitted to the pseudo-labels")
+            if not fitted:
+                _say(f"5/8 quality network: MANIQA (ViT from scratch) fitted to the pseudo-labels (seed {seed})")
             crops = np.concatenate([pool.crops("quality"), degraded["crops_quality"]])  # clean, then copies
             template = [[x * c.image_size, y * c.image_size] for x, y in self.quality_spec.template]
             model, history = train_quality_network(
-                self.out / "network", crops, None, labels["quality"], train_rows,
+                self.out / name, crops, None, labels["quality"], train_rows,
                 small_maniqa_config(c.image_size, alignment_template=template), PhaseConfig(0, 2e-3, c.batch_size),
-                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress)
+                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=seed, progress=c.progress)
         else:
-            _say(f"5/8 quality network: MANIQA's head on the frozen {c.trunk} trunk, fitted to the "
-                 f"{c.labels_from} labels")
+            if not fitted:
+                _say(f"5/8 quality network: MANIQA's head on the frozen {c.trunk} trunk, fitted to the "
+                     f"{c.labels_from} labels (seed {seed})")
             model = self.trunk_model(c.trunk)
             features = self.training_features(pool, degraded, c.trunk)
-            model, history = train_quality_head(self.out / "network", model, features, labels["quality"], train_rows,
-                                                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed,
+            model, history = train_quality_head(self.out / name, model, features, labels["quality"], train_rows,
+                                                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=seed,
                                                 progress=c.progress)
-        save_summary(self.out / "network" / "history.json", history)
-        self._timed("network", start)
+        save_summary(self.out / name / "history.json", history)
+        if not fitted:
+            self._timed(name, start)
         return model
 
     def processor(self, trunk: str | None = None):
@@ -722,6 +729,45 @@ class SDDFIQARecipe:
         path.write_text(text)
         return text
 
+    def stage_seeds(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                    celeba: FaceSet, model) -> list[dict[str, Any]]:
+        """The run-to-run spread: the network refitted with seeds ``seed + 1 ..`` on the same data (the validation
+        people, copies and labels come from ``data_seed``), each seed's raw scores of the dev faces judged by both
+        recognizers (gain, no bootstrap; the ranking is all the gain sees, so no calibration is needed), written as
+        ``seeds.md`` with mean and standard deviation. Seed ``seed`` is the run's own network, scored the same way."""
+        path = self.out / "seeds.json"
+        c = self.config
+        wanted = list(range(c.seed, c.seed + c.seeds))
+        if path.is_file() and [row["seed"] for row in json.loads(path.read_text())] == wanted:
+            return json.loads(path.read_text())
+        _say(f"   spread over seeds {wanted}: the network refitted on the same data, judged on CelebA")
+        ok = np.flatnonzero(celeba.ok)
+        judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
+        rows = []
+        for seed in wanted:
+            fitted = model if seed == c.seed else self.stage_network(pool, degraded, labels, seed=seed,
+                                                                      name=f"network-seed{seed}")
+            scores = self.score_faces(fitted, celeba, ok)
+            row: dict[str, Any] = {"seed": seed}
+            for judge, embeddings in judges.items():
+                report = self.judge_table(embeddings, celeba.identities[ok], {"hybrid": scores}, bootstrap=0,
+                                          progress=False)
+                for r in report.rows():
+                    row[f"{judge} {r['threshold_id']}"] = r["gain_percent"]
+            rows.append(row)
+        keys = [k for k in rows[0] if k != "seed"]
+        lines = ["| seed | " + " | ".join(f"gain, {k}" for k in keys) + " |", "| ---: " + "| ---: " * len(keys) + "|"]
+        lines += [f"| {row['seed']} | " + " | ".join(f"{row[k]:.1f} %" for k in keys) + " |" for row in rows]
+        values = np.array([[row[k] for k in keys] for row in rows])
+        lines.append("| mean ± sd | " + " | ".join(f"{m:.1f} ± {sd:.1f}" for m, sd in
+                                                   zip(values.mean(0), values.std(0, ddof=1) if len(rows) > 1
+                                                       else np.zeros(len(keys)))) + " |")
+        (self.out / "seeds.md").write_text(
+            f"### The hybrid over {len(rows)} network seeds on celeba-wild-ids (same data; gain toward ideal)\n\n"
+            + "\n".join(lines) + "\n")
+        save_summary(path, rows)
+        return rows
+
     # -- the whole run ---------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -738,6 +784,8 @@ class SDDFIQARecipe:
         magface = self.stage_magface(sets["lfw"], celeba)
         result = self.stage_evaluate(model_dir, celeba, magface)
         result["validation"] = validation
+        if self.config.seeds > 1:
+            result["seeds"] = self.stage_seeds(pool, degraded, labels, celeba, model)
         if self.config.ablation:
             result["ablation"] = self.stage_ablation(pool, degraded, labels, celeba)
         self.config.timings["total"] = round(time.perf_counter() - start, 1)
