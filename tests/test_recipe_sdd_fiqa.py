@@ -148,3 +148,18 @@ def test_magface_stage_trains_with_the_published_config(tmp_path):
         [f"output_dir={tmp_path / 'magface'}", f"data.root={faces}", "data.aligned=true", "max_steps=150",
          "eval_every=150", "save_every=50", "trackers=[]", "resume=latest", "data.detector_weights=null"]).to_dict()
     assert ours == published
+
+
+def test_ablation_fills_every_column_for_every_trunk_label_source_and_cfp(small_run, shared):
+    """Every row: both trunks x three label sources x with/without CFP, judged on the validation people and on dev."""
+    from hf_fiqa.recipes.sdd_fiqa import SDDFIQARecipe
+
+    out, _, _ = small_run
+    config = small_config(shared, out)
+    config.ablation = True
+    text = SDDFIQARecipe(config).run()["ablation"]
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header, rows = lines[0], lines[2:]
+    assert len(rows) == 2 * 3 * 2
+    assert {line.count("|") for line in rows} == {header.count("|")}  # no cell missing
+    assert all(line.count("%") == 6 for line in rows)  # 2 validation + 4 dev gains

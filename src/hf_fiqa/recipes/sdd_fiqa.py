@@ -716,7 +716,7 @@ class SDDFIQARecipe:
                     assert np.array_equal(labels["row"][val_rows][order], val)
                     cells = []
                     for row in self.validation_table({"q": val_q[order]}, pool):
-                        if row["threshold"].startswith("fmr"):
+                        if row["threshold"].startswith("FMR"):
                             cells.append(f"{row['gain_percent']:.1f} %")
                     dev_q = predict_from_features(fitted, dev_features)
                     for judge, embeddings in dev_judges.items():
