@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=None,
                    help="identity-bootstrap resamples for the CIs (0: none; default: evaluate-fiqa's, 1000)")
     p.add_argument("--ablation", action="store_true",
-                   help="also fit the head on every trunk x label source x with/without CFP, judged by both "
-                        "recognizers on the validation people and the dev set; writes OUTPUT/ablation.md")
+                   help="also refit the head with one factor of the recipe changed at a time (each other label "
+                        "source, without CFP, the other trunk), judged by both recognizers on the validation people "
+                        "and the dev set; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0,
                    help="the network's start and batch order; the validation people, copies and labels stay fixed")
     p.add_argument("--seeds", type=int, default=1,

@@ -99,7 +99,7 @@ class RecipeConfig:
     limit: int | None = None  # photos per dataset (smoke runs)
     # LightQNet's released graph, a published peer for the table (None: shared/weights/lightqnet or the source tree)
     lightqnet_graph: Path | None = None
-    ablation: bool = False  # also fit the head on the other trunks, label sources and without CFP
+    ablation: bool = False  # also refit the head with each factor changed alone: label source, CFP, trunk
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -112,6 +112,9 @@ class RecipeConfig:
             self.photos_per_identity = None
         if self.trunk not in (*TRUNKS, "vit"):
             raise ValueError(f"RecipeConfig.trunk: one of {sorted(TRUNKS) + ['vit']}, got {self.trunk!r}")
+        if self.ablation and self.trunk == "vit":
+            raise ValueError("RecipeConfig.ablation compares heads on the recognizers' trunks; it needs trunk "
+                             f"'mobilefacenet' or 'dlib', got {self.trunk!r}")
         if self.labels_from not in (*RECOGNIZERS, "both"):
             raise ValueError(f"RecipeConfig.labels_from: one of {list(RECOGNIZERS) + ['both']}, got {self.labels_from!r}")
 
@@ -681,50 +684,51 @@ class SDDFIQARecipe:
         return rows
 
     def stage_ablation(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                       celeba: FaceSet) -> str:
-        """The head refitted for every trunk x label source x with/without CFP, each judged by both recognizers on
-        the validation people (where the choice is made) and on the dev set (reported, never chosen on)."""
+                       celeba: FaceSet, model) -> str:
+        """One factor at a time from the run's recipe: the head refitted with each other label source, without CFP,
+        and on the other trunk, each judged by both recognizers on the validation people (where the choice is
+        made) and on the dev set (reported, never chosen on). The run's own ``model`` is the first row."""
         path = self.out / "ablation.md"
         if path.is_file():
             return path.read_text()
-        _say("ablation: trunk x labels x CFP, judged by both recognizers (validation people, then dev)")
+        _say("ablation: each factor of the recipe changed alone, judged by both recognizers (validation people, then dev)")
         from .quality_net import PhaseConfig, predict_from_features, train_quality_head
 
         c = self.config
         held = self.held_out(pool)[labels["row"]]
         is_cfp = pool.dataset[labels["row"]] == "cfp"
+        val_rows = np.flatnonzero(held & (labels["kind"] < 0))  # the validation photos as they are, in pool order
+        assert np.array_equal(labels["row"][val_rows], np.flatnonzero(self.held_out(pool)))
         ok = np.flatnonzero(celeba.ok)
         dev_judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
-        val = np.flatnonzero(self.held_out(pool))
+        chosen = (c.trunk, c.labels_from, c.with_cfp and "cfp" in pool.sets)
+        variants = [chosen]
+        variants += [(c.trunk, source, chosen[2]) for source in (*RECOGNIZERS, "both") if source != c.labels_from]
+        if "cfp" in pool.sets:
+            variants.append((c.trunk, c.labels_from, not chosen[2]))
+        variants += [(trunk, c.labels_from, chosen[2]) for trunk in TRUNKS if trunk != c.trunk]
         lines = ["| trunk | labels from | CFP | val dlib FMR 1e-3 | val MFN FMR 1e-3 | dev dlib FMR 1e-3 | "
                  "dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 9 + "|"]
-        for trunk in TRUNKS:
+        for trunk, source, with_cfp in variants:
             features = self.training_features(pool, degraded, trunk)
-            dev_features = self.face_trunk(celeba, trunk)
-            val_rows = np.flatnonzero(held & (labels["kind"] < 0))  # the validation photos as they are
-            for source in (*RECOGNIZERS, "both"):
-                for with_cfp in (True, False):
-                    if with_cfp and "cfp" not in pool.sets:
-                        continue
-                    train_rows = np.flatnonzero(~held & (with_cfp | ~is_cfp))
-                    name = f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}"
-                    fitted, _ = train_quality_head(
-                        self.out / "ablation" / name, self.trunk_model(trunk), features, labels[f"quality_{source}"], train_rows,
-                        PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress)
-                    val_q = predict_from_features(fitted, features, val_rows)
-                    order = np.argsort(labels["row"][val_rows])  # pool order, as validation_table expects
-                    assert np.array_equal(labels["row"][val_rows][order], val)
-                    cells = []
-                    for row in self.validation_table({"q": val_q[order]}, pool):
-                        if row["threshold"].startswith("FMR"):
-                            cells.append(f"{row['gain_percent']:.1f} %")
-                    dev_q = predict_from_features(fitted, dev_features)
-                    for judge, embeddings in dev_judges.items():
-                        report = self.judge_table(embeddings, celeba.identities[ok], {"q": dev_q}, bootstrap=0,
-                                                  progress=False)
-                        cells += [f"{row['gain_percent']:.1f} %" for row in report.rows()]
-                    lines.append(f"| {trunk} | {source} | {'yes' if with_cfp else 'no'} | " + " | ".join(cells) + " |")
-                    print(lines[-1], flush=True)
+            if (trunk, source, with_cfp) == chosen:
+                fitted = model
+            else:
+                name = f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}"
+                train_rows = np.flatnonzero(~held & (with_cfp | ~is_cfp))
+                fitted, _ = train_quality_head(
+                    self.out / "ablation" / name, self.trunk_model(trunk), features, labels[f"quality_{source}"],
+                    train_rows, PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress)
+            cells = [f"{row['gain_percent']:.1f} %"
+                     for row in self.validation_table({"q": predict_from_features(fitted, features, val_rows)}, pool)
+                     if row["threshold"].startswith("FMR")]
+            dev_q = predict_from_features(fitted, self.face_trunk(celeba, trunk))
+            for embeddings in dev_judges.values():
+                report = self.judge_table(embeddings, celeba.identities[ok], {"q": dev_q}, bootstrap=0, progress=False)
+                cells += [f"{row['gain_percent']:.1f} %" for row in report.rows()]
+            mark = " (the run's)" if (trunk, source, with_cfp) == chosen else ""
+            lines.append(f"| {trunk}{mark} | {source} | {'yes' if with_cfp else 'no'} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
         text = "\n".join(lines) + "\n"
         path.write_text(text)
         return text
@@ -787,7 +791,7 @@ class SDDFIQARecipe:
         if self.config.seeds > 1:
             result["seeds"] = self.stage_seeds(pool, degraded, labels, celeba, model)
         if self.config.ablation:
-            result["ablation"] = self.stage_ablation(pool, degraded, labels, celeba)
+            result["ablation"] = self.stage_ablation(pool, degraded, labels, celeba, model)
         self.config.timings["total"] = round(time.perf_counter() - start, 1)
         save_summary(self.out / "run.json", {k: (str(v) if isinstance(v, Path) else v)
                                              for k, v in asdict(self.config).items()})
