@@ -117,7 +117,7 @@ def test_saved_hybrid_loads_calibrated_and_scores_0_to_100(small_run):
 def test_a_second_run_skips_finished_stages_and_reproduces_the_table(small_run, shared):
     from hf_fiqa.recipes.sdd_fiqa import SDDFIQARecipe
 
-    out, _, _ = small_run
+    out, first, _ = small_run
     before = json.loads((out / "eval" / "pauc.json").read_text())
     finished = ["faces-lfw/embeddings.npy", "faces-celeba/embeddings_mobilefacenet.npy", "degraded/degraded.npz",
                 "labels.npz", "degraded/trunk_mobilefacenet.npy", "network/fit.safetensors", "maniqa-sdd-fiqa/model.safetensors",
@@ -126,6 +126,9 @@ def test_a_second_run_skips_finished_stages_and_reproduces_the_table(small_run, 
     config = small_config(shared, out)
     SDDFIQARecipe(config).run()
     assert {path: (out / path).stat().st_mtime_ns for path in finished} == stamps  # nothing was redone
+    # run.json keeps the seconds of the stages this run skipped (the fit's, not a reload's)
+    timings = json.loads((out / "run.json").read_text())["timings"]
+    assert timings["network"] == first.timings["network"] and timings["faces-lfw"] == first.timings["faces-lfw"]
     after = json.loads((out / "eval" / "pauc.json").read_text())
     assert [r["pauc"] for r in after["results"]] == pytest.approx([r["pauc"] for r in before["results"]])
     assert np.isfinite([r["pauc"] for r in after["results"]]).all()

@@ -101,6 +101,7 @@ class RecipeConfig:
     lightqnet_graph: Path | None = None
     ablation: bool = False  # also refit the head with each factor changed alone: label source, CFP, trunk
     progress: bool = True
+    # seconds per stage that ran, kept in run.json across resumed invocations; "total": the last invocation's wall time
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -235,7 +236,8 @@ class SDDFIQARecipe:
         cap = self.config.photos_per_identity if key != "celeba" else None  # the dev set is always whole
         photos = _photo_list(self.config.shared / "data" / dataset / "labels.csv", self.config.limit, cap,
                              self.out / "lists")
-        if (folder / "done.json").is_file():
+        computed = not (folder / "done.json").is_file()
+        if not computed:
             made_from = json.loads((folder / "done.json").read_text()).get("labels")
             if Path(str(made_from)).name != photos.name:  # the list's name says which photos it keeps
                 raise ValueError(f"{folder} holds the faces of {made_from}, but this run asks for {photos} (another "
@@ -245,7 +247,8 @@ class SDDFIQARecipe:
         specs = {"quality": self.quality_spec, "arcface112": CropSpec(112)}
         faces = embed_faces(photos, folder, self.embedder("dlib"), self.cropper, specs, progress=self.config.progress)
         self.mobilefacenet_embeddings(faces)
-        self.config.timings.setdefault(f"faces-{key}", round(time.perf_counter() - start, 1))
+        if computed:
+            self._timed(f"faces-{key}", start)
         return faces
 
     def mobilefacenet_embeddings(self, faces: FaceSet) -> np.ndarray:
@@ -793,6 +796,9 @@ class SDDFIQARecipe:
         if self.config.ablation:
             result["ablation"] = self.stage_ablation(pool, degraded, labels, celeba, model)
         self.config.timings["total"] = round(time.perf_counter() - start, 1)
+        if (self.out / "run.json").is_file():  # a resumed run: the stages it skipped keep the seconds they took
+            earlier = json.loads((self.out / "run.json").read_text()).get("timings", {})
+            self.config.timings = {**earlier, **self.config.timings}
         save_summary(self.out / "run.json", {k: (str(v) if isinstance(v, Path) else v)
                                              for k, v in asdict(self.config).items()})
         return result
