@@ -45,6 +45,15 @@ def write_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` through :func:`atomic_write`: a stage whose ``.npz`` marks it done never finds half of one."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
 def format_float(value: float | None) -> str:
     """How numbers appear in ``rows.csv``: 7 significant digits, empty for missing or non-finite."""
     return "" if value is None or not np.isfinite(value) else f"{value:.7g}"

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from ..embedding.embedder import RecognitionEmbedder
 from ..embedding.inputs import list_inputs
-from ..embedding.store import format_float, read_embeddings, read_rows, write_embeddings, write_json, write_npy
+from ..embedding.store import (format_float, read_embeddings, read_rows, write_embeddings, write_json, write_npy,
+                               write_npz)
 from ..faces.cropper import FaceCropper
 from ..faces.types import CropSpec, DetectedFace
 
@@ -149,7 +150,7 @@ def embed_faces(labels: str | Path, folder: str | Path, embedder: RecognitionEmb
     write_embeddings(folder, "npy", rows, embeddings)
     for name, array in crops.items():
         write_npy(folder / f"crops_{name}.npy", array)
-    np.savez(folder / "detections.npz", boxes=boxes, landmarks=landmarks, scores=scores)
+    write_npz(folder / "detections.npz", boxes=boxes, landmarks=landmarks, scores=scores)
     write_json(folder / "done.json", {"photos": n, "faces": int(ok.sum()), "labels": str(labels),
                                       "crops": {k: [v.size, v.template] for k, v in specs.items()}})
     return FaceSet.load(folder)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write
 from ..models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment
 from ..training import train
 from ..training.array_tasks import (  # noqa: F401  (predict, cpu_bf16_available: used by the recipe)
@@ -86,10 +87,9 @@ def _fit_layout(folder: str | Path, labels: np.ndarray, train_index: np.ndarray)
 
 
 def _save_final(model, final: Path) -> None:
-    """The fitted weights, written under a temporary name then renamed (their presence marks the stage done)."""
-    tmp = final.with_name(final.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(final)
+    """The fitted weights, written atomically (their presence marks the stage done)."""
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(final, lambda tmp: save_file(state, str(tmp)))
 
 
 def _epoch_losses(folder: Path) -> list[float]:

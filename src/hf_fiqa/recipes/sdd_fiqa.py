@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import AtomicTextFile
 from ..data.degradations import DEGRADATIONS, SEVERITIES, degrade_array
+from ..embedding.store import write_npy, write_npz
 from ..faces.alignment import align_faces, resize_crop
 from ..faces.types import AlignedFace, CropSpec, DetectedFace
 from ..hub import package_quality_model
@@ -277,8 +278,6 @@ class SDDFIQARecipe:
     def face_trunk(self, faces: FaceSet, trunk: str) -> np.ndarray:
         """The trunk's features of a pass's found faces (rows of ``flatnonzero(ok)``), cached as
         ``trunk_<trunk>.npy`` beside the pass; MobileFaceNet's pass also writes its ``embeddings_mobilefacenet.npy``."""
-        from ..embedding.store import write_npy
-
         path = faces.folder / f"trunk_{trunk}.npy"
         if path.is_file():
             return np.load(path, mmap_mode="r")
@@ -294,8 +293,6 @@ class SDDFIQARecipe:
 
     def copies_trunk(self, degraded: dict[str, np.ndarray], trunk: str) -> np.ndarray:
         """The trunk's features of the degraded copies, cached in the copies' folder."""
-        from ..embedding.store import write_npy
-
         path = self.out / "degraded" / f"trunk_{trunk}.npy"
         if not path.is_file():
             features, _ = self.run_trunk(trunk, degraded[f"crops_{TRUNKS[trunk]['crops']}"], f"{trunk} trunk of the copies")
@@ -352,8 +349,6 @@ class SDDFIQARecipe:
                   "embeddings_dlib": embed_arrays(degraded_chips, self.embedder("dlib"), progress=self.config.progress,
                                                   desc="dlib embeddings of the copies")}
         if self.config.trunk == "mobilefacenet":  # embeddings and trunk features in one pass
-            from ..embedding.store import write_npy
-
             features, result["embeddings_mobilefacenet"] = self.run_trunk("mobilefacenet", arcface,
                                                                           "mobilefacenet trunk of the copies")
             write_npy(folder / "trunk_mobilefacenet.npy", features)
@@ -361,7 +356,7 @@ class SDDFIQARecipe:
             result["embeddings_mobilefacenet"] = embed_arrays(arcface, self.embedder("mobilefacenet"),
                                                               progress=self.config.progress,
                                                               desc="MobileFaceNet embeddings of the copies")
-        np.savez(folder / "degraded.npz", **result)
+        write_npz(folder / "degraded.npz", **result)
         save_summary(folder / "done.json", {"copies": len(sources)})
         self._timed("degraded", start)
         return result
@@ -390,7 +385,7 @@ class SDDFIQARecipe:
             labels[f"quality_{name}"], labels[f"wasserstein_{name}"] = result.quality, result.wasserstein
         labels["quality_both"] = combine_labels({name: labels[f"quality_{name}"] for name in RECOGNIZERS})
         labels["quality"] = labels[f"quality_{self.config.labels_from}"]
-        np.savez(path, **labels)
+        write_npz(path, **labels)
         summary = label_summary(labels)
         save_summary(self.out / "labels_by_degradation.json", summary)
         plot_labels(labels, self.out / "labels_by_degradation.png")
@@ -554,7 +549,7 @@ class SDDFIQARecipe:
         norms = np.full(len(celeba.ok), np.nan)
         index = np.flatnonzero(celeba.ok)
         norms[index] = scorer.score([AlignedFace(crop=np.asarray(crops[i])) for i in index])
-        np.save(path, norms)
+        write_npy(path, norms)
         self._timed("magface", start)
         return norms
 
@@ -663,7 +658,7 @@ class SDDFIQARecipe:
             raise RuntimeError("LightQNet and the quality components found no face in any CelebA photo; "
                                f"first problem: {problems[0]}")
         found = {name: values for name, values in found.items() if not np.isnan(values).all()}
-        np.savez(path, **found)
+        write_npz(path, **found)
         return found
 
     def validation_qualities(self, model, pool: FacePool) -> dict[str, np.ndarray]:
