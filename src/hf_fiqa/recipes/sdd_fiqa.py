@@ -479,8 +479,7 @@ class SDDFIQARecipe:
                       for name in RECOGNIZERS}
         pairs, rejected = self.pair_rejections({k: v[held] for k, v in pool.embeddings.items()}, pool.person[held],
                                                thresholds)
-        scores = np.concatenate([self.score_faces(model, faces, pool.row[held][pool.dataset[held] == key])
-                                 for key, faces in pool.sets.items()])
+        scores = self.validation_qualities(model, pool)["maniqa_sdd_fiqa"]
         meaning = (f"100 minus the expected percentage of genuine comparisons that a recognizer rejects at FMR "
                    f"{self.config.fmr:g} between this face and another photo of the same person at least as good "
                    "(a pair is as good as its worse photo): the mean over dlib's ResNet and MobileFaceNet (MS1M), "
@@ -662,7 +661,7 @@ class SDDFIQARecipe:
         return found
 
     def validation_qualities(self, model, pool: FacePool) -> dict[str, np.ndarray]:
-        """The hybrid and the detector's confidence on the validation people's photos (pool order)."""
+        """The hybrid's raw score and the detector's confidence on the validation people's photos (pool order)."""
         held = np.flatnonzero(self.held_out(pool))
         scores = np.concatenate([self.score_faces(model, faces, pool.row[held][pool.dataset[held] == key])
                                  for key, faces in pool.sets.items()])
@@ -707,8 +706,10 @@ class SDDFIQARecipe:
         variants += [(trunk, c.labels_from, chosen[2]) for trunk in TRUNKS if trunk != c.trunk]
         lines = ["| trunk | labels from | CFP | val dlib FMR 1e-3 | val MFN FMR 1e-3 | dev dlib FMR 1e-3 | "
                  "dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 9 + "|"]
+        trunks = dict.fromkeys(trunk for trunk, _, _ in variants)
+        features_of = {trunk: self.training_features(pool, degraded, trunk) for trunk in trunks}
         for trunk, source, with_cfp in variants:
-            features = self.training_features(pool, degraded, trunk)
+            features = features_of[trunk]
             if (trunk, source, with_cfp) == chosen:
                 fitted = model
             else:
