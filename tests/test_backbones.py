@@ -142,6 +142,35 @@ def test_training_on_cached_features_moves_only_the_head(tmp_path):
     assert scores.shape == (64,) and np.isfinite(scores).all()
 
 
+@pytest.mark.parametrize("make", [tiny_mobilefacenet, tiny_dlib])
+def test_tuning_the_last_stage_moves_that_stage_only_and_scores_as_from_pixels(make, tmp_path):
+    """The tuned-last-stage fit: the last stage and the head learn, every earlier trunk weight and every batch-norm
+    statistic stays the recognizer's; the fitted model scores pixels as the cached path does."""
+    from hf_fiqa.recipes.quality_net import PhaseConfig, last_stage_inputs, predict_from_features, train_quality_head
+
+    model = maniqa_on(make(out_features=["stage2", "stage3"]), 2)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    size = model.config.image_size
+    crops = np.random.default_rng(0).integers(0, 256, size=(48, size, size, 3), dtype=np.uint8)
+    pixels = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    processor = lambda images, return_tensors: {"pixel_values": torch.from_numpy(np.stack(images)).permute(  # noqa: E731
+        0, 3, 1, 2).float() / 127.5 - 1}
+    with torch.no_grad():
+        features = model.backbone_features(pixels).numpy().astype(np.float16)
+    inputs = last_stage_inputs(model, processor, crops, batch_size=16, progress=False)
+    labels = np.random.default_rng(1).uniform(0, 100, size=48)
+    fitted, history = train_quality_head(tmp_path / "tuned", model, features, labels, np.arange(48),
+                                         PhaseConfig(2, 1e-2, 16), progress=False, stage_inputs=inputs)
+    assert len(history["fit"]) == 2
+    after = fitted.backbone.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("stages.2.") for k in moved)  # stage3 is stages[2]
+    assert not any(k.endswith(("running_mean", "running_var")) for k in moved)
+    with torch.no_grad():
+        direct = fitted(pixel_values=pixels).score.double().numpy()
+    np.testing.assert_allclose(predict_from_features(fitted, features, stage_inputs=inputs), direct, atol=2e-2)
+
+
 # Runs where hf_fiqa cannot be imported: the trunk's code must come from the saved folder.
 WITHOUT_PACKAGE = r"""
 import sys, torch

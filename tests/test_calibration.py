@@ -22,6 +22,25 @@ def test_logistic_calibration_recovers_the_failure_model():
         fit_quality_calibration(scores, np.zeros_like(failures), comparisons)
 
 
+def test_calibration_weights_count_a_sample_as_its_copies():
+    """Weight 3 on a sample is the same fit as that sample written three times (the main job weighs each person
+    equally); a weight of 0 drops the sample."""
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(0, 100, 500)
+    failures = rng.binomial(2, 1.0 / (1.0 + np.exp(-(2.0 - 0.05 * scores))))
+    comparisons = np.full(500, 2)
+    weights = rng.integers(0, 4, 500).astype(float)
+    repeat = weights.astype(int)
+    weighted = fit_quality_calibration(scores, failures, comparisons, weights=weights)
+    copied = fit_quality_calibration(np.repeat(scores, repeat), np.repeat(failures, repeat),
+                                     np.repeat(comparisons, repeat))
+    assert weighted["slope"] == pytest.approx(copied["slope"], rel=1e-6)
+    assert weighted["intercept"] == pytest.approx(copied["intercept"], rel=1e-6)
+    assert weighted["failure_rate"] == pytest.approx(copied["failure_rate"], rel=1e-9)
+    with pytest.raises(ValueError, match="weights"):
+        fit_quality_calibration(scores, failures, comparisons, weights=-weights - 1)
+
+
 def _faces(n_ids: int = 40, per_id: int = 6, seed: int = 1):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_ids, 16))
@@ -51,7 +70,7 @@ def test_reference_labels_never_compare_a_copy_with_its_source():
     probes = np.concatenate([emb, copies])
     sources = np.concatenate([rows, rows[:20]]).astype(str)
     labels = reference_pseudo_labels(probes, np.concatenate([ids, ids[:20]]), sources, emb, ids, rows.astype(str),
-                                     num_pos=24, num_neg=24, repetitions=3, progress=False)
+                                     num_pos=24, num_neg=24, repetitions=12, progress=False)
     assert labels.num_positives.tolist() == [4] * len(probes)  # own source excluded, for copies too
     # A near-duplicate compared with its source would look perfect; excluded, it gets its source's label.
     difference = np.abs(labels.quality[len(ids):] - labels.quality[:20])
@@ -87,3 +106,17 @@ def test_combined_labels_average_each_recognizers_percentiles():
     np.testing.assert_allclose(combined[:3], [(100 / 6 + 87.5) / 2, (50 + 37.5) / 2, (500 / 6 + 62.5) / 2])
     with pytest.raises(ValueError, match="same faces"):
         combine_labels({"a": a, "b": b[:3]})
+
+
+def test_reference_labels_draw_negatives_only_from_other_people():
+    """A probe's negatives are other people's photos, drawn without replacement: with two people whose photos are
+    all alike within and unlike across, every W is the same (every genuine similarity 1, every impostor one -1)."""
+    base = np.eye(4, dtype=np.float32)[:2]
+    emb = np.concatenate([np.repeat(base[:1], 30, axis=0), np.repeat(-base[:1], 30, axis=0)])
+    ids = np.repeat(["a", "b"], 30)
+    labels = reference_pseudo_labels(emb, ids, np.arange(60).astype(str), emb, ids, np.arange(60).astype(str),
+                                     num_pos=5, num_neg=24, repetitions=4, progress=False)
+    np.testing.assert_allclose(labels.wasserstein, 2.0)
+    with pytest.raises(ValueError, match="num_neg"):
+        reference_pseudo_labels(emb[:40], ids[:40], np.arange(40).astype(str), emb[:40], ids[:40],
+                                np.arange(40).astype(str), num_neg=24, progress=False)

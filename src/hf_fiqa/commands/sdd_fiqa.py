@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="every photo, more copies and epochs, and the MagFace baseline (the quick run skips it)")
     p.add_argument("--limit", type=int, default=None, help="photos per dataset (smoke runs)")
     p.add_argument("--photos-per-identity", type=int, default=None,
-                   help="LFW and CFP photos kept per person (per person and pose in CFP); 0: all (default: 3 in the "
+                   help="LFW and CFP photos kept per person (per person and pose in CFP); 0: all (default: 6 in the "
                         "quick run, all with --full)")
     p.add_argument("--trunk", choices=["mobilefacenet", "dlib", "vit"], default="mobilefacenet",
                    help="what MANIQA's head sits on: a frozen recognizer trunk (features cached once) or its own "
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="identity-bootstrap resamples for the CIs (0: none; default: evaluate-fiqa's, 1000)")
     p.add_argument("--ablation", action="store_true",
                    help="also refit the head with one factor of the recipe changed at a time (each other label "
-                        "source, without CFP, the other trunk), judged by both recognizers on the validation people "
+                        "source, without CFP, the other trunk, the trunk's last stage tuned), judged by both recognizers on the validation people "
                         "and the dev set; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0,
                    help="the network's start and batch order; the validation people, copies and labels stay fixed")

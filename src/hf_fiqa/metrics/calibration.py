@@ -59,11 +59,15 @@ def genuine_pair_rejections(embeddings: np.ndarray, identities: Sequence[Any],
 
 
 def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
-                            meaning: str = "", iterations: int = 100) -> dict[str, Any]:
+                            meaning: str = "", iterations: int = 100,
+                            weights: np.ndarray | None = None) -> dict[str, Any]:
     """Logistic calibration: ``P(a genuine comparison fails | score) = sigmoid(a + b * score)``.
 
     Fitted by maximum likelihood on each calibration sample's ``failures`` out of ``comparisons`` (a sample is
-    whatever carries the score: in the main job a genuine pair scored by its worse photo; Newton's method on the binomial log-likelihood, the raw score standardised for stability).
+    whatever carries the score: in the main job a genuine pair scored by its worse photo; Newton's method on the
+    binomial log-likelihood, the raw score standardised for stability). ``weights`` scale each sample's
+    log-likelihood: the main job gives every person the same total weight, so that a person with hundreds of photos
+    (tens of thousands of pairs) does not make the promise his alone.
     The returned dict is what ``MANIQAConfig.quality_calibration`` takes: ``quality = 100 x (1 -
     P(fail))``. A logistic rather than an isotonic fit: a monotone step function would give many faces
     the same quality and throw away the ranking the network makes.
@@ -71,22 +75,26 @@ def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparison
     s = np.asarray(scores, dtype=np.float64)
     k = np.asarray(failures, dtype=np.float64)
     n = np.asarray(comparisons, dtype=np.float64)
-    ok = np.isfinite(s) & np.isfinite(k) & (n > 0)
+    w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != s.shape or (w < 0).any() or not np.isfinite(w).all():
+        raise ValueError(f"calibration weights: one finite non-negative weight per score, got shape {w.shape}")
+    ok = np.isfinite(s) & np.isfinite(k) & (n > 0) & (w > 0)
     if ok.sum() < 10:
         raise ValueError(f"calibration needs at least 10 samples with a score and genuine comparisons, got {int(ok.sum())}")
-    s, k, n = s[ok], k[ok], n[ok]
+    s, k, n, w = s[ok], k[ok], n[ok], w[ok]
     if not 0 < k.sum() < n.sum():
         raise ValueError("calibration needs both failed and successful genuine comparisons")
+    observed = (w * k).sum() / (w * n).sum()
     mean, std = s.mean(), s.std()
     if std <= 0:
         raise ValueError("calibration scores are all equal; the model does not rank faces")
     z = (s - mean) / std
     x = np.column_stack([np.ones_like(z), z])
-    beta = np.array([np.log(k.sum() / (n.sum() - k.sum())), 0.0])
+    beta = np.array([np.log(observed / (1 - observed)), 0.0])
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-        gradient = x.T @ (k - n * p)
-        hessian = (x * (n * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        gradient = x.T @ (w * (k - n * p))
+        hessian = (x * (w * n * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         beta += step
         if np.abs(step).max() < 1e-10:
@@ -96,7 +104,7 @@ def fit_quality_calibration(scores: np.ndarray, failures: np.ndarray, comparison
     if slope == 0 or not np.isfinite([intercept, slope]).all():
         raise ValueError("the calibration fit failed: the score does not predict failures")
     return {"intercept": float(intercept), "slope": float(slope), "meaning": meaning, "num_samples": int(ok.sum()),
-            "num_comparisons": int(n.sum()), "failure_rate": float(k.sum() / n.sum())}
+            "num_comparisons": int(n.sum()), "failure_rate": float(observed)}
 
 
 def discard_table(qualities: np.ndarray, embeddings: np.ndarray, identities: Sequence[Any], threshold: float,

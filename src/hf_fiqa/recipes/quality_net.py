@@ -30,7 +30,8 @@ from ..atomic import atomic_write
 from ..models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment
 from ..training import train
 from ..training.array_tasks import (  # noqa: F401  (predict, cpu_bf16_available: used by the recipe)
-    EmbeddingDistillationTask, PseudoLabelTask, bf16_available, check_not_constant, cpu_bf16_available, predict)
+    EmbeddingDistillationTask, PseudoLabelTask, TunedLastStage, bf16_available, check_not_constant, cpu_bf16_available,
+    predict)
 from ..training.config import ModelConfig, OptimConfig, TrainConfig
 
 FINAL = "fit.safetensors"  # the fitted network's weights: its presence marks the stage as done
@@ -215,34 +216,66 @@ def trunk_pass(model: MANIQAForImageQualityAssessment, processor, crops: np.ndar
     return features, embeddings
 
 
+def last_stage_inputs(model: MANIQAForImageQualityAssessment, processor, crops: np.ndarray, batch_size: int = 32,
+                      progress: bool = True, desc: str = "last stage inputs") -> np.ndarray:
+    """The full-size map entering the trunk's last stage (the last of ``out_features``) for uint8 ``crops``, float16:
+    with :func:`trunk_pass`'s features, what :class:`TunedLastStage` trains on (MobileFaceNet: ``stage2``'s
+    128 x 14 x 14)."""
+    from tqdm.auto import tqdm
+
+    index = TunedLastStage(model).input_map
+    model.eval()
+    out = None
+    with torch.inference_mode():
+        for lo in tqdm(range(0, len(crops), batch_size), desc=desc, unit="batch", disable=not progress):
+            pixels = processor(list(np.asarray(crops[lo:lo + batch_size])), return_tensors="pt")["pixel_values"]
+            entering = model.backbone(pixels, output_hidden_states=True).hidden_states[index].float().numpy()
+            if out is None:
+                out = np.empty((len(crops), *entering.shape[1:]), dtype=np.float16)
+            out[lo:lo + len(entering)] = entering
+    if out is None:
+        raise ValueError("last_stage_inputs: no crops")
+    return out
+
+
 def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessment, features: np.ndarray,
                        labels: np.ndarray, train_index: np.ndarray, fit: PhaseConfig, seed: int = 0,
-                       progress: bool = True) -> tuple[MANIQAForImageQualityAssessment, dict]:
+                       progress: bool = True,
+                       stage_inputs: np.ndarray | None = None) -> tuple[MANIQAForImageQualityAssessment, dict]:
     """Fit the head above a frozen trunk on cached ``features`` (the backbone never runs); returns the whole model
-    (trunk included) and the per-epoch mean losses. Resumes like :func:`train_quality_network`; the result is
-    ``folder/fit.safetensors``."""
+    (trunk included) and the per-epoch mean losses. With ``stage_inputs`` (:func:`last_stage_inputs`, rows as in
+    ``features``) the trunk's last stage learns too (:class:`TunedLastStage`). Resumes like
+    :func:`train_quality_network`; the result is ``folder/fit.safetensors``."""
     folder, _, fit_rows, final = _fit_layout(folder, labels, train_index)
     if final.is_file():
         model.load_state_dict(load_file(str(final)))
     else:
         run = phase_train_config("fiqa", folder / "fit", fit, len(fit_rows), seed + 1, model.config, False, progress)
-        task = PseudoLabelTask(run, None, labels, fit_rows, model.config, init_seed=seed, init_model=model,
-                               backbone_features=features)
+        task = PseudoLabelTask(run, None, labels, fit_rows, model.config, init_seed=seed,
+                               init_model=model if stage_inputs is None else TunedLastStage(model),
+                               backbone_features=features, stage_inputs=stage_inputs)
         train(run, task)
-        model = task.trained_model
+        model = task.trained_model if stage_inputs is None else task.trained_model.model
         _save_final(model, final)
     return model.eval(), {"fit": _epoch_losses(folder / "fit")}
 
 
 @torch.inference_mode()
 def predict_from_features(model: MANIQAForImageQualityAssessment, features: np.ndarray,
-                          rows: np.ndarray | None = None, batch_size: int = 512) -> np.ndarray:
-    """The model's ``score`` from cached backbone features (label units)."""
+                          rows: np.ndarray | None = None, batch_size: int = 512,
+                          stage_inputs: np.ndarray | None = None) -> np.ndarray:
+    """The model's ``score`` from cached backbone features (label units); with ``stage_inputs`` the trunk's last
+    stage runs on them (a model fitted with a tuned last stage)."""
     rows = np.arange(len(features)) if rows is None else np.asarray(rows)
     out = np.empty(len(rows), dtype=np.float64)
+    tuned = None if stage_inputs is None else TunedLastStage(model).eval()
     model.eval()
     for lo in range(0, len(rows), batch_size):
         index = rows[lo:lo + batch_size]
         maps = torch.from_numpy(np.asarray(features[index], dtype=np.float32))
-        out[lo:lo + len(index)] = model(backbone_features=maps).score.double().numpy()
+        if tuned is None:
+            out[lo:lo + len(index)] = model(backbone_features=maps).score.double().numpy()
+        else:
+            entering = torch.from_numpy(np.asarray(stage_inputs[index], dtype=np.float32))
+            out[lo:lo + len(index)] = tuned(maps, entering).score.double().numpy()
     return out

@@ -56,7 +56,7 @@ RECOGNIZERS = ("dlib", "mobilefacenet")
 # How much each run size does, where the caller did not say (RecipeConfig fields left at None).
 # photos_per_identity: LFW and CFP photos kept per person (per person and pose in CFP); None keeps them all.
 # magface_steps 0: no MagFace baseline (the quick run's time goes to the hybrid; the full run trains it).
-QUICK_SIZES = {"photos_per_identity": 3, "copies_per_face": 1, "fit_epochs": 10, "magface_steps": 0}
+QUICK_SIZES = {"photos_per_identity": 6, "copies_per_face": 1, "fit_epochs": 10, "magface_steps": 0}
 FULL_SIZES = {"photos_per_identity": None, "copies_per_face": 3, "fit_epochs": 30, "magface_steps": 300}
 # Which crop each trunk reads, the maps it hands to MANIQA (AutoBackbone out_features) and the token grid.
 TRUNKS = {
@@ -480,12 +480,16 @@ class SDDFIQARecipe:
         pairs, rejected = self.pair_rejections({k: v[held] for k, v in pool.embeddings.items()}, pool.person[held],
                                                thresholds)
         scores = self.validation_qualities(model, pool)["maniqa_sdd_fiqa"]
+        # Every person weighs the same: LFW's most photographed people would otherwise bring most of the pairs.
+        person = pool.person[held][pairs[:, 0]]
+        _, index, count = np.unique(person, return_inverse=True, return_counts=True)
         meaning = (f"100 minus the expected percentage of genuine comparisons that a recognizer rejects at FMR "
                    f"{self.config.fmr:g} between this face and another photo of the same person at least as good "
                    "(a pair is as good as its worse photo): the mean over dlib's ResNet and MobileFaceNet (MS1M), "
-                   "fitted on held-out LFW and CFP people's photos")
+                   "fitted on held-out LFW and CFP people's photos, each person weighing the same")
         model.config.quality_calibration = fit_quality_calibration(
-            scores[pairs].min(axis=1), rejected, np.full(len(pairs), len(RECOGNIZERS)), meaning=meaning)
+            scores[pairs].min(axis=1), rejected, np.full(len(pairs), len(RECOGNIZERS)), meaning=meaning,
+            weights=1.0 / count[index])
         model.config.quality_calibration["thresholds"] = thresholds
         model.config.quality_calibration["fmr"] = self.config.fmr
         model.save_pretrained(folder)
@@ -680,11 +684,28 @@ class SDDFIQARecipe:
                              "gain_percent": row["gain_percent"]})
         return rows
 
+    def last_stage_inputs(self, crops: np.ndarray, path: Path, trunk: str) -> np.ndarray:
+        """The full-size map entering ``trunk``'s last stage for ``crops``, cached at ``path``: what the
+        tuned-last-stage row of the ablation trains on beside the frozen trunk's features."""
+        if not path.is_file():
+            from .quality_net import last_stage_inputs
+
+            write_npy(path, last_stage_inputs(self.trunk_model(trunk), self.processor(trunk), crops,
+                                              progress=self.config.progress,
+                                              desc=f"{trunk} last-stage inputs, {path.parent.name}"))
+        return np.load(path, mmap_mode="r")
+
+    def face_last_stage_inputs(self, faces: FaceSet, trunk: str) -> np.ndarray:
+        """:meth:`last_stage_inputs` of a pass's found faces (rows as in :meth:`face_trunk`)."""
+        crops = np.asarray(faces.crops(TRUNKS[trunk]["crops"]))[np.flatnonzero(faces.ok)]
+        return self.last_stage_inputs(crops, faces.folder / f"last_input_{trunk}.npy", trunk)
+
     def stage_ablation(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet, model) -> str:
         """One factor at a time from the run's recipe: the head refitted with each other label source, without CFP,
-        and on the other trunk, each judged by both recognizers on the validation people (where the choice is
-        made) and on the dev set (reported, never chosen on). The run's own ``model`` is the first row."""
+        on the other trunk, and with the trunk's last stage tuned, each judged by both recognizers on the validation
+        people (where the choice is made) and on the dev set (reported, never chosen on). The run's own ``model`` is
+        the first row."""
         path = self.out / "ablation.md"
         if path.is_file():
             return path.read_text()
@@ -698,35 +719,48 @@ class SDDFIQARecipe:
         assert np.array_equal(labels["row"][val_rows], np.flatnonzero(self.held_out(pool)))
         ok = np.flatnonzero(celeba.ok)
         dev_judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
-        chosen = (c.trunk, c.labels_from, c.with_cfp and "cfp" in pool.sets)
+        # (trunk, label source, CFP in training, trunk stages trained)
+        chosen = (c.trunk, c.labels_from, c.with_cfp and "cfp" in pool.sets, "frozen")
         variants = [chosen]
-        variants += [(c.trunk, source, chosen[2]) for source in (*RECOGNIZERS, "both") if source != c.labels_from]
+        variants += [(c.trunk, source, chosen[2], "frozen") for source in (*RECOGNIZERS, "both")
+                     if source != c.labels_from]
         if "cfp" in pool.sets:
-            variants.append((c.trunk, c.labels_from, not chosen[2]))
-        variants += [(trunk, c.labels_from, chosen[2]) for trunk in TRUNKS if trunk != c.trunk]
-        lines = ["| trunk | labels from | CFP | val dlib FMR 1e-3 | val MFN FMR 1e-3 | dev dlib FMR 1e-3 | "
-                 "dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 9 + "|"]
-        trunks = dict.fromkeys(trunk for trunk, _, _ in variants)
+            variants.append((c.trunk, c.labels_from, not chosen[2], "frozen"))
+        variants += [(trunk, c.labels_from, chosen[2], "frozen") for trunk in TRUNKS if trunk != c.trunk]
+        variants.append((c.trunk, c.labels_from, chosen[2], "last stage tuned"))
+        lines = ["| trunk | trunk stages | labels from | CFP | val dlib FMR 1e-3 | val MFN FMR 1e-3 | dev dlib FMR 1e-3 | "
+                 "dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 10 + "|"]
+        trunks = dict.fromkeys(trunk for trunk, _, _, _ in variants)
         features_of = {trunk: self.training_features(pool, degraded, trunk) for trunk in trunks}
-        for trunk, source, with_cfp in variants:
+        for variant in variants:
+            trunk, source, with_cfp, stages = variant
             features = features_of[trunk]
-            if (trunk, source, with_cfp) == chosen:
+            train_inputs = dev_inputs = None
+            if stages != "frozen":
+                train_inputs = np.concatenate([
+                    *(self.face_last_stage_inputs(faces, trunk) for faces in pool.sets.values()),
+                    self.last_stage_inputs(degraded[f"crops_{TRUNKS[trunk]['crops']}"],
+                                           self.out / "degraded" / f"last_input_{trunk}.npy", trunk)])
+                dev_inputs = self.face_last_stage_inputs(celeba, trunk)
+            if variant == chosen:
                 fitted = model
             else:
-                name = f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}"
+                name = f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}" + ("" if stages == "frozen" else "-tuned")
                 train_rows = np.flatnonzero(~held & (with_cfp | ~is_cfp))
                 fitted, _ = train_quality_head(
                     self.out / "ablation" / name, self.trunk_model(trunk), features, labels[f"quality_{source}"],
-                    train_rows, PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress)
-            cells = [f"{row['gain_percent']:.1f} %"
-                     for row in self.validation_table({"q": predict_from_features(fitted, features, val_rows)}, pool)
+                    train_rows, PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress,
+                    stage_inputs=train_inputs)
+            val_q = predict_from_features(fitted, features, val_rows, stage_inputs=train_inputs)
+            cells = [f"{row['gain_percent']:.1f} %" for row in self.validation_table({"q": val_q}, pool)
                      if row["threshold"].startswith("FMR")]
-            dev_q = predict_from_features(fitted, self.face_trunk(celeba, trunk))
+            dev_q = predict_from_features(fitted, self.face_trunk(celeba, trunk), stage_inputs=dev_inputs)
             for embeddings in dev_judges.values():
                 report = self.judge_table(embeddings, celeba.identities[ok], {"q": dev_q}, bootstrap=0, progress=False)
                 cells += [f"{row['gain_percent']:.1f} %" for row in report.rows()]
-            mark = " (the run's)" if (trunk, source, with_cfp) == chosen else ""
-            lines.append(f"| {trunk}{mark} | {source} | {'yes' if with_cfp else 'no'} | " + " | ".join(cells) + " |")
+            mark = " (the run's)" if variant == chosen else ""
+            lines.append(f"| {trunk}{mark} | {stages} | {source} | {'yes' if with_cfp else 'no'} | "
+                         + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
         text = "\n".join(lines) + "\n"
         path.write_text(text)

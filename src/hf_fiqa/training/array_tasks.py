@@ -6,7 +6,9 @@
 - :class:`PseudoLabelTask`: MANIQA regresses pseudo-labels (the model's own loss, SmoothL1 on labels scaled to
   [0, 1] by ``config.label_range``). Given cached ``backbone_features`` instead of crops (a frozen backbone's
   maps, computed once by :func:`hf_fiqa.recipes.quality_net.trunk_pass`), only the head above the backbone runs and learns, so an
-  epoch costs a small fraction of one through the backbone; the flip then mirrors the maps.
+  epoch costs a small fraction of one through the backbone; the flip then mirrors the maps. Given also the cached
+  full-size input of the trunk's last stage (``stage_inputs``), that stage learns with the head
+  (:class:`TunedLastStage`): "last stage tuned" for about twice the cost of the head alone.
 
 Both train on every row of ``rows`` (indices into the arrays) with a horizontal flip per image, drawn per batch, and
 an epoch order that is a permutation from ``(seed, epoch)`` cut into full batches, each batch's rows sorted (so a
@@ -155,14 +157,47 @@ class EmbeddingDistillationTask(ArrayTask):
         return (cosine + SCALE_WEIGHT * torch.log(rms).pow(2)).float()
 
 
+class TunedLastStage(nn.Module):
+    """MANIQA on a recognizer trunk whose last stage (the last of ``out_features``, ``stageK``) learns with the head,
+    fed from two caches: the pooled maps of the frozen stages (the frozen trunk's ``backbone_features``, whose last
+    stage's channels are ignored) and the full-size map that enters the last stage. The stage's batch norms keep the
+    recognizer's statistics (the backbone stays in eval mode), so only its weights move. ``model`` itself is trained
+    in place: afterwards it is an ordinary MANIQA, tuned stage inside, that scores from pixels."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        backbone = model.backbone
+        last = backbone.out_features[-1]
+        if not last.startswith("stage"):
+            raise ValueError(f"TunedLastStage tunes a residual stage; the trunk's last map is {last!r}")
+        self.model = model
+        self.stage = backbone.stages[int(last[len("stage"):]) - 1]
+        self.input_map = backbone.stage_names.index(last) - 1  # hidden_states index of the map entering it
+        self.frozen_channels = sum(backbone.channels[:-1])
+        backbone.requires_grad_(False)
+        self.stage.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "TunedLastStage":
+        super().train(mode)
+        self.model.backbone.eval()
+        return self
+
+    def forward(self, backbone_features: torch.Tensor, stage_input: torch.Tensor, labels: torch.Tensor | None = None):
+        tuned = self.model.pool_backbone_maps([self.stage(stage_input)])
+        maps = torch.cat([backbone_features[:, :self.frozen_channels], tuned], dim=1)
+        return self.model(backbone_features=maps, labels=labels)
+
+
 class PseudoLabelTask(ArrayTask):
     """MANIQA fitted to pseudo-labels (label units of ``model_config.label_range``; rows must have finite labels)."""
 
     def __init__(self, config: TrainConfig, crops: np.ndarray, labels: np.ndarray, rows: np.ndarray, model_config,
                  init_seed: int = 0, init_model: nn.Module | None = None,
-                 backbone_features: np.ndarray | None = None):
+                 backbone_features: np.ndarray | None = None, stage_inputs: np.ndarray | None = None):
+        if stage_inputs is not None and (backbone_features is None or not isinstance(init_model, TunedLastStage)):
+            raise ValueError("PseudoLabelTask: stage_inputs train a TunedLastStage (init_model) beside backbone_features")
         super().__init__(config, crops, rows, model_config, init_seed, init_model)
-        self.features = backbone_features
+        self.features, self.stage_inputs = backbone_features, stage_inputs
         if not np.isfinite(np.asarray(labels)[self.rows]).all():
             raise ValueError("PseudoLabelTask: every training row needs a finite label")
         low, high = model_config.label_range
@@ -170,7 +205,7 @@ class PseudoLabelTask(ArrayTask):
 
     def build_model(self) -> nn.Module:
         model = self._maniqa()
-        if self.features is not None:  # the backbone is frozen and never runs: only the head learns
+        if self.features is not None and self.stage_inputs is None:  # the backbone is frozen and never runs
             model.backbone.requires_grad_(False)
         return model
 
@@ -181,10 +216,13 @@ class PseudoLabelTask(ArrayTask):
         rows = self.rows[batch.cpu().numpy()]
         flip = np.random.default_rng(int(rows[-1])).random(len(rows)) < 0.5
         device = next(model.parameters()).device
-        maps = torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))
-        maps[torch.from_numpy(flip)] = maps[torch.from_numpy(flip)].flip(-1)
-        maps = maps.to(device)
-        return model(backbone_features=maps, labels=self.scaled[rows].to(device)).loss.float()
+        inputs = {"backbone_features": self.features} if self.stage_inputs is None else \
+            {"backbone_features": self.features, "stage_input": self.stage_inputs}
+        for name, array in inputs.items():
+            maps = torch.from_numpy(np.asarray(array[rows], dtype=np.float32))
+            maps[torch.from_numpy(flip)] = maps[torch.from_numpy(flip)].flip(-1)
+            inputs[name] = maps.to(device)
+        return model(**inputs, labels=self.scaled[rows].to(device)).loss.float()
 
 
 @torch.inference_mode()
