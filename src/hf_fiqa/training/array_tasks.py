@@ -170,12 +170,16 @@ class TunedLastStage(nn.Module):
         last = backbone.out_features[-1]
         if not last.startswith("stage"):
             raise ValueError(f"TunedLastStage tunes a residual stage; the trunk's last map is {last!r}")
-        self.model = model
-        self.stage = backbone.stages[int(last[len("stage"):]) - 1]
+        self.model = model  # the stage stays reachable only through it: one name per weight in checkpoints
+        self.stage_index = int(last[len("stage"):]) - 1
         self.input_map = backbone.stage_names.index(last) - 1  # hidden_states index of the map entering it
         self.frozen_channels = sum(backbone.channels[:-1])
         backbone.requires_grad_(False)
         self.stage.requires_grad_(True)
+
+    @property
+    def stage(self) -> nn.Module:
+        return self.model.backbone.stages[self.stage_index]
 
     def train(self, mode: bool = True) -> "TunedLastStage":
         super().train(mode)
