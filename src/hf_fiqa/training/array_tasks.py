@@ -174,8 +174,12 @@ class TunedLastStage(nn.Module):
         self.stage_index = int(last[len("stage"):]) - 1
         self.input_map = backbone.stage_names.index(last) - 1  # hidden_states index of the map entering it
         self.frozen_channels = sum(backbone.channels[:-1])
-        backbone.requires_grad_(False)
+
+    def freeze_all_but_the_stage(self) -> "TunedLastStage":
+        """What trains: the tuned stage and the head (PseudoLabelTask calls it; wrapping alone changes nothing)."""
+        self.model.backbone.requires_grad_(False)
         self.stage.requires_grad_(True)
+        return self
 
     @property
     def stage(self) -> nn.Module:
@@ -209,7 +213,9 @@ class PseudoLabelTask(ArrayTask):
 
     def build_model(self) -> nn.Module:
         model = self._maniqa()
-        if self.features is not None and self.stage_inputs is None:  # the backbone is frozen and never runs
+        if self.stage_inputs is not None:
+            model.freeze_all_but_the_stage()
+        elif self.features is not None:  # the backbone is frozen and never runs
             model.backbone.requires_grad_(False)
         return model
 
