@@ -100,7 +100,7 @@ class RecipeConfig:
     limit: int | None = None  # photos per dataset (smoke runs)
     # LightQNet's released graph, a published peer for the table (None: shared/weights/lightqnet or the source tree)
     lightqnet_graph: Path | None = None
-    ablation: bool = False  # also refit the head with each factor changed alone: label source, CFP, trunk
+    ablation: bool = False  # also refit the head with each factor changed alone: labels, CFP, trunk, last stage
     progress: bool = True
     # seconds per stage that ran, kept in run.json across resumed invocations; "total": the last invocation's wall time
     timings: dict[str, float] = field(default_factory=dict)
@@ -700,6 +700,12 @@ class SDDFIQARecipe:
         crops = np.asarray(faces.crops(TRUNKS[trunk]["crops"]))[np.flatnonzero(faces.ok)]
         return self.last_stage_inputs(crops, faces.folder / f"last_input_{trunk}.npy", trunk)
 
+    def training_last_stage_inputs(self, pool: FacePool, degraded: dict[str, np.ndarray], trunk: str) -> np.ndarray:
+        """:meth:`last_stage_inputs` of every labelled face, in the order of :meth:`training_features`."""
+        copies = self.last_stage_inputs(degraded[f"crops_{TRUNKS[trunk]['crops']}"],
+                                        self.out / "degraded" / f"last_input_{trunk}.npy", trunk)
+        return np.concatenate([*(self.face_last_stage_inputs(faces, trunk) for faces in pool.sets.values()), copies])
+
     def stage_ablation(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet, model) -> str:
         """One factor at a time from the run's recipe: the head refitted with each other label source, without CFP,
@@ -737,10 +743,7 @@ class SDDFIQARecipe:
             features = features_of[trunk]
             train_inputs = dev_inputs = None
             if stages != "frozen":
-                train_inputs = np.concatenate([
-                    *(self.face_last_stage_inputs(faces, trunk) for faces in pool.sets.values()),
-                    self.last_stage_inputs(degraded[f"crops_{TRUNKS[trunk]['crops']}"],
-                                           self.out / "degraded" / f"last_input_{trunk}.npy", trunk)])
+                train_inputs = self.training_last_stage_inputs(pool, degraded, trunk)
                 dev_inputs = self.face_last_stage_inputs(celeba, trunk)
             if variant == chosen:
                 fitted = model

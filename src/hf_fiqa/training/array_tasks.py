@@ -226,8 +226,9 @@ class PseudoLabelTask(ArrayTask):
         rows = self.rows[batch.cpu().numpy()]
         flip = np.random.default_rng(int(rows[-1])).random(len(rows)) < 0.5
         device = next(model.parameters()).device
-        inputs = {"backbone_features": self.features} if self.stage_inputs is None else \
-            {"backbone_features": self.features, "stage_input": self.stage_inputs}
+        inputs = {"backbone_features": self.features}
+        if self.stage_inputs is not None:
+            inputs["stage_input"] = self.stage_inputs
         for name, array in inputs.items():
             maps = torch.from_numpy(np.asarray(array[rows], dtype=np.float32))
             maps[torch.from_numpy(flip)] = maps[torch.from_numpy(flip)].flip(-1)
