@@ -95,6 +95,27 @@ def test_calibration_bands_report_promised_and_observed_rejections():
     assert "| 0-50 | 2 | 20 | 65.0 % | 40.0 % |" in calibration_markdown(rows, "check")
 
 
+def test_calibration_bands_bound_the_observed_share_over_identity_resamples():
+    from hf_fiqa.metrics.calibration import calibration_bands, calibration_markdown
+
+    # Band 0-50: one pair of each of ten people, half of whom fail both comparisons; the rest score high.
+    people = np.repeat(np.arange(10), 3)
+    quality = np.full(len(people), 97.0)
+    quality[::3] = 30.0
+    failed = np.where(quality < 50, np.where(people % 2 == 0, 2, 0), 0).astype(float)
+    counts = np.full(len(people), 2.0)
+    rows = {row["low"]: row for row in calibration_bands(quality, failed, counts, identities=people.astype(str),
+                                                          bootstrap=500, seed=1)}
+    low = rows[0]
+    assert low["observed_low"] < low["observed_percent"] < low["observed_high"]
+    assert low["observed_high"] - low["observed_low"] > 30  # whose photos were drawn decides most of it
+    assert calibration_bands(quality, failed, counts)[0].keys() == {"low", "high", "pairs", "comparisons",
+                                                                     "claimed_percent", "observed_percent"}
+    assert "observed, 95 % interval" in calibration_markdown(list(rows.values()), "check")
+    with pytest.raises(ValueError, match="one identity per pair"):
+        calibration_bands(quality, failed, counts, identities=people[:5].astype(str), bootstrap=10)
+
+
 def test_combined_labels_average_each_recognizers_percentiles():
     from hf_fiqa.labels.combine import combine_labels, percentiles
 

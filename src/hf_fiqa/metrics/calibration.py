@@ -150,7 +150,8 @@ DEFAULT_BANDS = (0.0, 50.0, 70.0, 80.0, 90.0, 95.0, 100.0)
 
 
 def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
-                      edges: Sequence[float] = DEFAULT_BANDS) -> list[dict[str, float]]:
+                      edges: Sequence[float] = DEFAULT_BANDS, identities: Sequence[Any] | None = None,
+                      bootstrap: int = 0, seed: int = 0, level: float = 0.95) -> list[dict[str, float]]:
     """Claimed against observed per quality band: does ``quality`` keep its promise on these pairs?
 
     ``qualities`` is per genuine pair (the lower of its two photos' qualities), ``failures`` of ``comparisons``
@@ -158,28 +159,56 @@ def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: 
     whose quality falls in ``[low, high)`` (the last band includes 100): ``claimed_percent`` is the mean of ``100 -
     quality`` (the rejection rate the quality promises), ``observed_percent`` the share of their comparisons that
     failed.
+
+    A band of a few hundred pairs from a hundred people is a small sample: with ``identities`` (the person of each
+    pair) and ``bootstrap`` resamples, ``observed_low``/``observed_high`` bound the observed share over identity
+    resamples (people drawn with replacement, each pair weighted by its person's draws, as the EDC intervals of
+    :mod:`hf_fiqa.metrics.bootstrap`), so a miss can be told from the luck of which people were photographed.
     """
+    from .bootstrap import bootstrap_rng, identity_counts
+
     q = np.asarray(qualities, dtype=np.float64)
     k, n = np.asarray(failures, dtype=np.float64), np.asarray(comparisons, dtype=np.float64)
     usable = np.isfinite(q) & (n > 0)
+    weights = None
+    if bootstrap and identities is not None:
+        _, person = np.unique(np.asarray(identities).astype(str), return_inverse=True)
+        if len(person) != len(q):
+            raise ValueError(f"calibration_bands: one identity per pair, got {len(person)} for {len(q)} pairs")
+        weights = identity_counts(int(person.max()) + 1, bootstrap, bootstrap_rng(seed))[:, person].astype(np.float64)
     rows = []
     for i, (low, high) in enumerate(zip(edges, edges[1:])):
         last = i == len(edges) - 2
         band = usable & (q >= low) & ((q <= high) if last else (q < high))
-        rows.append({
+        row = {
             "low": float(low), "high": float(high), "pairs": int(band.sum()),
             "comparisons": int(n[band].sum()),
             "claimed_percent": float(np.mean(100.0 - q[band])) if band.any() else float("nan"),
             "observed_percent": float(100.0 * k[band].sum() / n[band].sum()) if band.any() else float("nan"),
-        })
+        }
+        if weights is not None:
+            drawn = weights[:, band] @ n[band]
+            shares = 100.0 * (weights[:, band] @ k[band])[drawn > 0] / drawn[drawn > 0]
+            tail = 100.0 * (1.0 - level) / 2.0
+            low_pct, high_pct = np.percentile(shares, [tail, 100.0 - tail]) if len(shares) else (np.nan, np.nan)
+            row.update(observed_low=float(low_pct), observed_high=float(high_pct))
+        rows.append(row)
     return rows
 
 
 def calibration_markdown(rows: list[dict[str, float]], title: str) -> str:
-    """:func:`calibration_bands` as a Markdown table under ``title``."""
-    lines = [f"### {title}", "", "| pair quality band | genuine pairs | comparisons | promised rejected | observed rejected |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    """:func:`calibration_bands` as a Markdown table under ``title`` (with the observed share's interval when the
+    rows carry one)."""
+    interval = all("observed_low" in row for row in rows)
+    head = "| pair quality band | genuine pairs | comparisons | promised rejected | observed rejected |"
+    rule = "| --- | ---: | ---: | ---: | ---: |"
+    if interval:
+        head, rule = head + " observed, 95 % interval |", rule + " :---: |"
+    lines = [f"### {title}", "", head, rule]
     for row in rows:
-        lines.append(f"| {row['low']:g}-{row['high']:g} | {row['pairs']} | {row['comparisons']} | "
-                     f"{row['claimed_percent']:.1f} % | {row['observed_percent']:.1f} % |")
+        line = (f"| {row['low']:g}-{row['high']:g} | {row['pairs']} | {row['comparisons']} | "
+                f"{row['claimed_percent']:.1f} % | {row['observed_percent']:.1f} % |")
+        if interval:
+            line += f" {row['observed_low']:.1f}-{row['observed_high']:.1f} % |"
+        lines.append(line)
     return "\n".join(lines) + "\n"

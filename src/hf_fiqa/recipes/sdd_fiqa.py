@@ -611,7 +611,9 @@ class SDDFIQARecipe:
         thresholds = hybrid.model.config.quality_calibration["thresholds"]
         pairs, rejected = self.pair_rejections({k: v[usable] for k, v in judges.items()}, ids[usable], thresholds)
         pair_quality = qualities["maniqa_sdd_fiqa"][usable][pairs].min(axis=1)
-        result["calibration"] = calibration_bands(pair_quality, rejected, np.full(len(pairs), len(RECOGNIZERS)))
+        result["calibration"] = calibration_bands(pair_quality, rejected, np.full(len(pairs), len(RECOGNIZERS)),
+                                                  identities=ids[usable][pairs[:, 0]], bootstrap=self.config.bootstrap,
+                                                  seed=self.config.seed)
         (self.out / "eval" / "calibration.md").write_text(calibration_markdown(
             result["calibration"], "Promised vs observed rejections per quality band on celeba-wild-ids (genuine "
                                    "pairs as good as their worse photo, both recognizers)"))
