@@ -77,6 +77,13 @@ def test_every_stage_writes_its_outputs(small_run):
     # the calibration check: one row per band, promised vs observed
     bands = result["calibration"]
     assert [b["low"] for b in bands] == [0, 50, 70, 80, 90, 95] and sum(b["pairs"] for b in bands) > 0
+    filled = [b for b in bands if b["pairs"]]  # with the observed share's identity-bootstrap interval
+    assert all(b["observed_low"] <= b["observed_percent"] <= b["observed_high"] for b in filled)
+    # where settings are chosen, the published peer is judged beside the hybrid (both recognizers, both thresholds)
+    validation = json.loads((out / "validation.json").read_text())
+    assert sum(row["method"] == "lightqnet" for row in validation) == 4
+    peer = np.load(out / "validation_peers.npz")["lightqnet"]
+    assert peer.ndim == 1 and np.isfinite(peer).any()
     # The discard table works at the EDC table's FMR threshold, not at one of its own.
     fmr_threshold = next(t["value"] for t in json.loads((out / "eval" / "pauc.json").read_text())["thresholds"].values()
                          if t["source"] == "fmr")

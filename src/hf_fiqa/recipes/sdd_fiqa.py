@@ -24,8 +24,8 @@ interrupted run continues where it stopped):
    quality component on CelebA, judged by each recognizer, with gain toward ideal and identity-bootstrap
    confidence intervals, plots, the discard table and the calibration check per quality band.
 
-Settings are chosen on the validation people (``validation.md``: the same EDC on their photos), never on the
-dev table, which is computed once at the end.
+Settings are chosen on the validation people (``validation.json``: the same EDC on their photos, LightQNet and the
+detector's confidence beside the hybrid), never on the dev table, which is computed once at the end.
 """
 
 from __future__ import annotations
@@ -673,6 +673,28 @@ class SDDFIQARecipe:
                                  for key, faces in pool.sets.items()])
         return {"maniqa_sdd_fiqa": scores, "detector_confidence": pool.det_scores[held]}
 
+    def validation_peer(self, pool: FacePool) -> dict[str, np.ndarray]:
+        """LightQNet's qualities of the validation people's photos (pool order; NaN where it found no face), computed
+        once per run folder: the published peer beside the hybrid where settings are chosen, so a change is weighed
+        against it before the dev table exists. Empty without LightQNet's graph."""
+        path = self.out / "validation_peers.npz"
+        if path.is_file():
+            return dict(np.load(path))
+        lightqnet = self.stage_lightqnet()
+        if lightqnet is None:
+            return {}
+        from ..pipelines.dataset_quality import score_largest_faces
+        from ..scorers import load_scorer
+
+        held = np.flatnonzero(self.held_out(pool))
+        paths = [path for key, faces in pool.sets.items()
+                 for path in faces.photo_paths(pool.row[held][pool.dataset[held] == key])]
+        _say(f"   LightQNet on the {len(paths)} validation photos")
+        found = score_largest_faces(paths, {"lightqnet": load_scorer(str(lightqnet), device="cpu", batch_size=128)},
+                                    self.cropper, progress=self.config.progress)
+        write_npz(path, **found)
+        return found
+
     def validation_table(self, qualities: dict[str, np.ndarray], pool: FacePool) -> list[dict[str, Any]]:
         """Gain at FMR 1e-3 and FNMR 0.1 of ``qualities`` (over the validation people's photos, pool order)
         under each recognizer: where settings are chosen."""
@@ -821,7 +843,8 @@ class SDDFIQARecipe:
         labels = self.stage_labels(pool, degraded)
         model = self.stage_network(pool, degraded, labels)
         model_dir = self.stage_calibration(model, pool)
-        validation = self.validation_table(self.validation_qualities(model, pool), pool)
+        validation = self.validation_table({**self.validation_qualities(model, pool), **self.validation_peer(pool)},
+                                           pool)
         save_summary(self.out / "validation.json", validation)
         magface = self.stage_magface(sets["lfw"], celeba)
         result = self.stage_evaluate(model_dir, celeba, magface)
