@@ -36,6 +36,18 @@ def test_unknown_trunk_or_label_source_is_refused_with_the_choices():
         RecipeConfig(shared="s", output="o", labels_from="arcface")
 
 
+def test_the_objective_follows_the_trunk_unless_given():
+    import pytest
+
+    assert RecipeConfig(shared="s", output="o").objective == "labels+pairs"  # a recognizer trunk: labels and pairs
+    assert RecipeConfig(shared="s", output="o", trunk="vit").objective == "labels"  # the ViT fits labels only
+    assert RecipeConfig(shared="s", output="o", objective="labels").objective == "labels"
+    with pytest.raises(ValueError, match="objective"):
+        RecipeConfig(shared="s", output="o", trunk="vit", objective="labels+pairs")
+    with pytest.raises(ValueError, match="objective"):
+        RecipeConfig(shared="s", output="o", objective="pairs")
+
+
 def test_a_run_folder_made_from_other_photos_is_refused(tmp_path):
     """Finished stages are skipped by their outputs, so a folder made with another photo list must not be reused
     silently: the quick run's faces are not the full run's."""

@@ -27,13 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "ViT trained from scratch (default mobilefacenet)")
     p.add_argument("--labels-from", choices=["both", "dlib", "mobilefacenet"], default="both",
                    help="whose SDD-FIQA labels the network fits (default both: their percentiles averaged)")
+    p.add_argument("--objective", choices=["labels+pairs", "labels"], default=None,
+                   help="what the network fits: the SDD-FIQA labels and the genuine comparisons they summarise "
+                        "(default on a recognizer trunk) or the labels alone (the ViT's only objective)")
     p.add_argument("--no-cfp", action="store_true", help="train on LFW alone (CFP's profiles left out)")
     p.add_argument("--image-size", type=int, default=64, help="the ViT trunk's input side (multiple of 8)")
     p.add_argument("--bootstrap", type=int, default=None,
                    help="identity-bootstrap resamples for the CIs (0: none; default: evaluate-fiqa's, 1000)")
     p.add_argument("--ablation", action="store_true",
                    help="also refit the head with one factor of the recipe changed at a time (each other label "
-                        "source, without CFP, the other trunk, the trunk's last stage tuned), judged by both recognizers on the validation people "
+                        "source, without CFP, the other trunk, the trunk's last stage tuned, the other objective), judged by both recognizers on the validation people "
                         "and the dev set; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0,
                    help="the network's start and batch order; the validation people, copies and labels stay fixed")
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     chosen = {} if args.bootstrap is None else {"bootstrap": args.bootstrap}
     config = RecipeConfig(shared=shared, output=args.output, quick=not args.full, image_size=args.image_size,
-                          trunk=args.trunk, labels_from=args.labels_from, with_cfp=not args.no_cfp,
+                          trunk=args.trunk, labels_from=args.labels_from, objective=args.objective,
+                          with_cfp=not args.no_cfp,
                           photos_per_identity=args.photos_per_identity,
                           seed=args.seed, seeds=args.seeds, limit=args.limit, progress=not args.no_progress, ablation=args.ablation,
                           **chosen)

@@ -29,9 +29,10 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_write
 from ..models.maniqa import MANIQAConfig, MANIQAForImageQualityAssessment
 from ..training import train
+from ..labels.pair_failures import GenuinePairs
 from ..training.array_tasks import (  # noqa: F401  (predict, cpu_bf16_available: used by the recipe)
-    EmbeddingDistillationTask, PseudoLabelTask, TunedLastStage, bf16_available, check_not_constant, cpu_bf16_available,
-    predict)
+    EmbeddingDistillationTask, PairFailureTask, PseudoLabelTask, TunedLastStage, bf16_available, check_not_constant,
+    cpu_bf16_available, predict)
 from ..training.config import ModelConfig, OptimConfig, TrainConfig
 
 FINAL = "fit.safetensors"  # the fitted network's weights: its presence marks the stage as done
@@ -240,22 +241,28 @@ def last_stage_inputs(model: MANIQAForImageQualityAssessment, processor, crops: 
 
 def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessment, features: np.ndarray,
                        labels: np.ndarray, train_index: np.ndarray, fit: PhaseConfig, seed: int = 0,
-                       progress: bool = True,
-                       stage_inputs: np.ndarray | None = None) -> tuple[MANIQAForImageQualityAssessment, dict]:
+                       progress: bool = True, stage_inputs: np.ndarray | None = None,
+                       pairs: GenuinePairs | None = None) -> tuple[MANIQAForImageQualityAssessment, dict]:
     """Fit the head above a frozen trunk on cached ``features`` (the backbone never runs); returns the whole model
     (trunk included) and the per-epoch mean losses. With ``stage_inputs`` (:func:`last_stage_inputs`, rows as in
-    ``features``) the trunk's last stage learns too (:class:`TunedLastStage`). Resumes like
-    :func:`train_quality_network`; the result is ``folder/fit.safetensors``."""
+    ``features``) the trunk's last stage learns too (:class:`TunedLastStage`). With ``pairs`` (genuine pairs of
+    label rows and their rejections) the genuine comparisons are fitted beside the labels (:class:`PairFailureTask`).
+    Resumes like :func:`train_quality_network`; the result is ``folder/fit.safetensors``."""
     folder, _, fit_rows, final = _fit_layout(folder, labels, train_index)
     if final.is_file():
         model.load_state_dict(load_file(str(final)))
     else:
         run = phase_train_config("fiqa", folder / "fit", fit, len(fit_rows), seed + 1, model.config, False, progress)
-        task = PseudoLabelTask(run, None, labels, fit_rows, model.config, init_seed=seed,
-                               init_model=model if stage_inputs is None else TunedLastStage(model),
-                               backbone_features=features, stage_inputs=stage_inputs)
+        network = model if stage_inputs is None else TunedLastStage(model)
+        if pairs is None:
+            task = PseudoLabelTask(run, None, labels, fit_rows, model.config, init_seed=seed, init_model=network,
+                                   backbone_features=features, stage_inputs=stage_inputs)
+        else:
+            task = PairFailureTask(run, labels, fit_rows, model.config, pairs, features, init_seed=seed,
+                                   init_model=network, stage_inputs=stage_inputs)
         train(run, task)
-        model = task.trained_model if stage_inputs is None else task.trained_model.model
+        trained = task.trained_model.network if pairs is not None else task.trained_model
+        model = trained.model if stage_inputs is not None else trained
         _save_final(model, final)
     return model.eval(), {"fit": _epoch_losses(folder / "fit")}
 

@@ -15,7 +15,9 @@ interrupted run continues where it stopped):
    (:mod:`hf_fiqa.labels.combine`); a plot per degradation;
 5. ``network``: MANIQA on a frozen recognizer trunk (``AutoBackbone``): the trunk's maps are computed once and
    cached, and the head above them (TAB + Swin + patch-weighted score) trains on the training people
-   (:mod:`hf_fiqa.recipes.quality_net`); ``trunk="vit"`` trains the CPU-sized ViT MANIQA from scratch instead;
+   (:mod:`hf_fiqa.recipes.quality_net`), fitting the labels and the genuine comparisons behind them (each pair's
+   rejections at the FMR threshold, :mod:`hf_fiqa.labels.pair_failures`); ``trunk="vit"`` trains the CPU-sized ViT
+   MANIQA from scratch on the labels instead;
 6. ``calibration``: raw score -> 0-100 quality on the validation people's photos as they are (no copies),
    against both recognizers (:mod:`hf_fiqa.metrics.calibration`), saved with the model (``save_pretrained``);
 7. ``magface``: the MagFace baseline, a small iResNet trained here (:mod:`hf_fiqa.training`) and its embedding
@@ -53,6 +55,8 @@ from ..metrics.report import thresholds_markdown, write_fiqa_report
 from .faces import FacePool, FaceSet, embed_arrays, embed_faces, recognizer_embeddings, save_summary
 
 RECOGNIZERS = ("dlib", "mobilefacenet")
+# What the network fits: the SDD-FIQA labels alone, or with the genuine comparisons they summarise.
+OBJECTIVES = ("labels+pairs", "labels")
 # How much each run size does, where the caller did not say (RecipeConfig fields left at None).
 # photos_per_identity: LFW and CFP photos kept per person (per person and pose in CFP); None keeps them all.
 # magface_steps 0: no MagFace baseline (the quick run's time goes to the hybrid; the full run trains it).
@@ -74,6 +78,9 @@ class RecipeConfig:
     given (``photos_per_identity=0``: every photo).
     ``trunk``: "mobilefacenet", "dlib" (a frozen recognizer trunk under MANIQA's head) or "vit" (MANIQA's own
     small ViT trained from scratch on ``image_size`` crops); ``labels_from``: "both", "dlib" or "mobilefacenet".
+    ``objective``: "labels+pairs" (a trunk's default: the SDD-FIQA labels and the training people's genuine
+    comparisons, rejected or not by the labelling recognizers, :class:`~hf_fiqa.training.array_tasks.PairFailureTask`)
+    or "labels" (the labels alone; the ViT's only objective).
     """
 
     shared: Path
@@ -81,6 +88,7 @@ class RecipeConfig:
     quick: bool = True
     trunk: str = "mobilefacenet"
     labels_from: str = "both"
+    objective: str | None = None  # None: "labels+pairs" on a recognizer trunk, "labels" for the ViT
     with_cfp: bool = True
     image_size: int = 64  # the ViT trunk's input side
     photos_per_identity: int | None = None
@@ -100,7 +108,8 @@ class RecipeConfig:
     limit: int | None = None  # photos per dataset (smoke runs)
     # LightQNet's released graph, a published peer for the table (None: shared/weights/lightqnet or the source tree)
     lightqnet_graph: Path | None = None
-    ablation: bool = False  # also refit the head with each factor changed alone: labels, CFP, trunk, last stage
+    # also refit the head with each factor changed alone: labels, CFP, trunk, last stage, objective
+    ablation: bool = False
     progress: bool = True
     # seconds per stage that ran, kept in run.json across resumed invocations; "total": the last invocation's wall time
     timings: dict[str, float] = field(default_factory=dict)
@@ -117,6 +126,11 @@ class RecipeConfig:
         if self.ablation and self.trunk == "vit":
             raise ValueError("RecipeConfig.ablation compares heads on the recognizers' trunks; it needs trunk "
                              f"'mobilefacenet' or 'dlib', got {self.trunk!r}")
+        if self.objective is None:
+            self.objective = "labels" if self.trunk == "vit" else "labels+pairs"
+        if self.objective not in OBJECTIVES or (self.trunk == "vit" and self.objective != "labels"):
+            raise ValueError(f"RecipeConfig.objective: one of {list(OBJECTIVES)} on a recognizer trunk, 'labels' for "
+                             f"the ViT; got {self.objective!r} with trunk {self.trunk!r}")
         if self.labels_from not in (*RECOGNIZERS, "both"):
             raise ValueError(f"RecipeConfig.labels_from: one of {list(RECOGNIZERS) + ['both']}, got {self.labels_from!r}")
 
@@ -418,13 +432,31 @@ class SDDFIQARecipe:
                      f"{c.labels_from} labels (seed {seed})")
             model = self.trunk_model(c.trunk)
             features = self.training_features(pool, degraded, c.trunk)
+            pairs = self.training_pairs(pool, degraded, labels, c.labels_from, train_rows) \
+                if c.objective == "labels+pairs" else None
             model, history = train_quality_head(self.out / name, model, features, labels["quality"], train_rows,
                                                 PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=seed,
-                                                progress=c.progress)
+                                                progress=c.progress, pairs=pairs)
         save_summary(self.out / name / "history.json", history)
         if not fitted:
             self._timed(name, start)
         return model
+
+    def training_pairs(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                       source: str, rows: np.ndarray):
+        """The genuine pairs among label ``rows`` (clean faces and copies against clean faces, as the labels compare
+        them) and how many of ``source``'s recognizers ("both": each) reject each at its FMR threshold, the thresholds
+        taken on the training people's impostor pairs."""
+        from ..labels.pair_failures import genuine_pair_failures
+        from ..metrics.calibration import threshold_at_fmr
+
+        names = RECOGNIZERS if source == "both" else (source,)
+        training = ~self.held_out(pool)
+        thresholds = {name: threshold_at_fmr(pool.embeddings[name][training], pool.person[training], self.config.fmr,
+                                             seed=self.config.data_seed) for name in names}
+        embeddings = {name: np.concatenate([pool.embeddings[name], degraded[f"embeddings_{name}"]]) for name in names}
+        return genuine_pair_failures(pool.person[labels["row"]], labels["row"], labels["kind"] < 0, rows, embeddings,
+                                     thresholds)
 
     def processor(self, trunk: str | None = None):
         """The network's image processor: the trunk recognizer's pixel normalisation, or the ViT's."""
@@ -733,7 +765,7 @@ class SDDFIQARecipe:
     def stage_ablation(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet, model) -> str:
         """One factor at a time from the run's recipe: the head refitted with each other label source, without CFP,
-        on the other trunk, and with the trunk's last stage tuned, each judged by both recognizers on the validation
+        on the other trunk, with the trunk's last stage tuned and with the other objective, each judged by both recognizers on the validation
         people (where the choice is made) and on the dev set (reported, never chosen on). The run's own ``model`` is
         the first row."""
         path = self.out / "ablation.md"
@@ -749,21 +781,23 @@ class SDDFIQARecipe:
         assert np.array_equal(labels["row"][val_rows], np.flatnonzero(self.held_out(pool)))
         ok = np.flatnonzero(celeba.ok)
         dev_judges = {"dlib": celeba.embeddings[ok], "mobilefacenet": self.mobilefacenet_embeddings(celeba)[ok]}
-        # (trunk, label source, CFP in training, trunk stages trained)
-        chosen = (c.trunk, c.labels_from, c.with_cfp and "cfp" in pool.sets, "frozen")
+        # (trunk, label source, CFP in training, trunk stages trained, objective)
+        chosen = (c.trunk, c.labels_from, c.with_cfp and "cfp" in pool.sets, "frozen", c.objective)
         variants = [chosen]
-        variants += [(c.trunk, source, chosen[2], "frozen") for source in (*RECOGNIZERS, "both")
+        variants += [(c.trunk, source, chosen[2], "frozen", c.objective) for source in (*RECOGNIZERS, "both")
                      if source != c.labels_from]
         if "cfp" in pool.sets:
-            variants.append((c.trunk, c.labels_from, not chosen[2], "frozen"))
-        variants += [(trunk, c.labels_from, chosen[2], "frozen") for trunk in TRUNKS if trunk != c.trunk]
-        variants.append((c.trunk, c.labels_from, chosen[2], "last stage tuned"))
-        lines = ["| trunk | trunk stages | labels from | CFP | val dlib FMR 1e-3 | val MFN FMR 1e-3 | dev dlib FMR 1e-3 | "
-                 "dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 10 + "|"]
-        trunks = dict.fromkeys(trunk for trunk, _, _, _ in variants)
+            variants.append((c.trunk, c.labels_from, not chosen[2], "frozen", c.objective))
+        variants += [(trunk, c.labels_from, chosen[2], "frozen", c.objective) for trunk in TRUNKS if trunk != c.trunk]
+        variants.append((c.trunk, c.labels_from, chosen[2], "last stage tuned", c.objective))
+        variants += [(c.trunk, c.labels_from, chosen[2], "frozen", objective) for objective in OBJECTIVES
+                     if objective != c.objective]
+        lines = ["| trunk | trunk stages | labels from | CFP | objective | val dlib FMR 1e-3 | val MFN FMR 1e-3 | "
+                 "dev dlib FMR 1e-3 | dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 11 + "|"]
+        trunks = dict.fromkeys(variant[0] for variant in variants)
         features_of = {trunk: self.training_features(pool, degraded, trunk) for trunk in trunks}
         for variant in variants:
-            trunk, source, with_cfp, stages = variant
+            trunk, source, with_cfp, stages, objective = variant
             features = features_of[trunk]
             train_inputs = dev_inputs = None
             if stages != "frozen":
@@ -772,12 +806,15 @@ class SDDFIQARecipe:
             if variant == chosen:
                 fitted = model
             else:
-                name = f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}" + ("" if stages == "frozen" else "-tuned")
+                name = (f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}" + ("" if stages == "frozen" else "-tuned")
+                        + ("" if objective == "labels+pairs" else f"-{objective}"))
                 train_rows = np.flatnonzero(~held & (with_cfp | ~is_cfp))
+                pairs = self.training_pairs(pool, degraded, labels, source, train_rows) \
+                    if objective == "labels+pairs" else None
                 fitted, _ = train_quality_head(
                     self.out / "ablation" / name, self.trunk_model(trunk), features, labels[f"quality_{source}"],
                     train_rows, PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress,
-                    stage_inputs=train_inputs)
+                    stage_inputs=train_inputs, pairs=pairs)
             val_q = predict_from_features(fitted, features, val_rows, stage_inputs=train_inputs)
             cells = [f"{row['gain_percent']:.1f} %" for row in self.validation_table({"q": val_q}, pool)
                      if row["threshold"].startswith("FMR")]
@@ -786,7 +823,7 @@ class SDDFIQARecipe:
                 report = self.judge_table(embeddings, celeba.identities[ok], {"q": dev_q}, bootstrap=0, progress=False)
                 cells += [f"{row['gain_percent']:.1f} %" for row in report.rows()]
             mark = " (the run's)" if variant == chosen else ""
-            lines.append(f"| {trunk}{mark} | {stages} | {source} | {'yes' if with_cfp else 'no'} | "
+            lines.append(f"| {trunk}{mark} | {stages} | {source} | {'yes' if with_cfp else 'no'} | {objective} | "
                          + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
         text = "\n".join(lines) + "\n"

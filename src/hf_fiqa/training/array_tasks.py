@@ -13,6 +13,10 @@
 Both train on every row of ``rows`` (indices into the arrays) with a horizontal flip per image, drawn per batch, and
 an epoch order that is a permutation from ``(seed, epoch)`` cut into full batches, each batch's rows sorted (so a
 batch reads the arrays in order). Neither has a validation set: the loop only trains and checkpoints them.
+
+- :class:`PairFailureTask`: the pseudo-label fit on cached features plus genuine comparisons: each face of a batch
+  meets one of its genuine pairs, and the pair's rejections by the recognizers, predicted from the softmin of the
+  two faces' scores (:class:`PairLink`), add their log-likelihood to the loss.
 """
 
 from __future__ import annotations
@@ -224,16 +228,92 @@ class PseudoLabelTask(ArrayTask):
             rows, pixels = self._batch(model, batch, -1)
             return model(pixel_values=pixels, labels=self.scaled[rows].to(pixels.device)).loss.float()
         rows = self.rows[batch.cpu().numpy()]
-        flip = np.random.default_rng(int(rows[-1])).random(len(rows)) < 0.5
+        inputs = self._cached_inputs(model, rows)
+        return model(**inputs, labels=self.scaled[rows].to(inputs["backbone_features"].device)).loss.float()
+
+    def _cached_inputs(self, model, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The cached maps of ``rows`` (and their last-stage inputs when tuning it), each face mirrored or not as drawn
+        from the batch's last row."""
+        flip = torch.from_numpy(np.random.default_rng(int(rows[-1])).random(len(rows)) < 0.5)
         device = next(model.parameters()).device
         inputs = {"backbone_features": self.features}
         if self.stage_inputs is not None:
             inputs["stage_input"] = self.stage_inputs
         for name, array in inputs.items():
             maps = torch.from_numpy(np.asarray(array[rows], dtype=np.float32))
-            maps[torch.from_numpy(flip)] = maps[torch.from_numpy(flip)].flip(-1)
+            maps[flip] = maps[flip].flip(-1)
             inputs[name] = maps.to(device)
-        return model(**inputs, labels=self.scaled[rows].to(device)).loss.float()
+        return inputs
+
+
+class PairLink(nn.Module):
+    """A quality network plus the two numbers that turn a pair's quality into the odds that a recognizer rejects it:
+    ``P(reject) = sigmoid(bias - slope * (softmin(q_a, q_b) - 0.5))`` on the [0, 1] label scale. One module, so the
+    loop prepares, clips and checkpoints all of it; only ``network`` (MANIQA, or a :class:`TunedLastStage`) is kept.
+
+    Centred on the middle of the label scale, the link starts at even odds there: started at ``sigmoid(-slope *
+    q)`` it would call every pair a success, and the first steps would drive most scores into the score head's
+    closing ReLU, where they stay at 0 as one tie (measured: 8 % of the validation faces)."""
+
+    TEMPERATURE = 0.05  # softmin's: within a few label points of each other both faces share the blame
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.bias = nn.Parameter(torch.tensor(0.0))
+        self.slope = nn.Parameter(torch.tensor(30.0))
+
+    def forward(self, **inputs) -> torch.Tensor:
+        """Scores on the [0, 1] label scale."""
+        config = (self.network.model if isinstance(self.network, TunedLastStage) else self.network).config
+        low, high = config.label_range
+        return (self.network(**inputs).score.float().view(-1) - low) / (high - low)
+
+    def rejection_logit(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        t = self.TEMPERATURE
+        worse = -t * torch.logsumexp(torch.stack([-first, -second]) / t, dim=0)
+        return self.bias - self.slope * (worse - 0.5)
+
+
+class PairFailureTask(PseudoLabelTask):
+    """MANIQA's head fitted to the SDD-FIQA labels and, in the same step, to genuine comparisons: each face of the
+    batch is paired with one of its genuine pairs (:class:`hf_fiqa.labels.pair_failures.GenuinePairs`, drawn per
+    batch), and the binomial log-likelihood of that pair's rejections, given the softmin of the two faces' scores,
+    is added to the labels' SmoothL1. Cached trunk features only (``backbone_features``, optionally ``stage_inputs``).
+    ``trained_model`` is the :class:`PairLink`; its ``.network`` is what was fitted."""
+
+    def __init__(self, config: TrainConfig, labels: np.ndarray, rows: np.ndarray, model_config, pairs,
+                 backbone_features: np.ndarray, init_seed: int = 0, init_model: nn.Module | None = None,
+                 stage_inputs: np.ndarray | None = None):
+        super().__init__(config, None, labels, rows, model_config, init_seed, init_model, backbone_features,
+                         stage_inputs)
+        self.pairs = pairs
+        self.order, self.start, self.count = pairs.partners()
+        self.slots = np.concatenate([pairs.second, pairs.first])  # slot -> the other photo of its pair
+        self.failures = torch.from_numpy(np.concatenate([pairs.failures, pairs.failures])).float()
+
+    def build_model(self) -> nn.Module:
+        return PairLink(super().build_model())
+
+    def loss(self, model, batch):
+        rows = self.rows[batch.cpu().numpy()]
+        count = np.zeros(len(rows), dtype=np.int64)
+        known = rows < len(self.count)
+        count[known] = self.count[rows[known]]
+        paired = np.flatnonzero(count > 0)
+        draw = np.random.default_rng((int(rows[0]), int(rows[-1]))).random(len(paired))
+        slots = self.order[self.start[rows[paired]] + (draw * count[paired]).astype(np.int64)]
+        everyone = np.concatenate([rows, self.slots[slots]])
+        scores = model(**self._cached_inputs(model, everyone))
+        faces, partners = scores[:len(rows)], scores[len(rows):]
+        loss = nn.functional.smooth_l1_loss(faces, self.scaled[rows].to(faces.device))
+        if len(paired):
+            logit = model.rejection_logit(faces[torch.from_numpy(paired)], partners)
+            failed = self.failures[slots].to(logit.device)
+            n = float(self.pairs.comparisons)
+            nll = failed * nn.functional.softplus(-logit) + (n - failed) * nn.functional.softplus(logit)
+            loss = loss + nll.mean() / n
+        return loss
 
 
 @torch.inference_mode()
