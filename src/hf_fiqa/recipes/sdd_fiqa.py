@@ -429,7 +429,7 @@ class SDDFIQARecipe:
         else:
             if not fitted:
                 _say(f"5/8 quality network: MANIQA's head on the frozen {c.trunk} trunk, fitted to the "
-                     f"{c.labels_from} labels (seed {seed})")
+                     f"{c.labels_from} labels{' and genuine pairs' if c.objective == 'labels+pairs' else ''} (seed {seed})")
             model = self.trunk_model(c.trunk)
             features = self.training_features(pool, degraded, c.trunk)
             pairs = self.training_pairs(pool, degraded, labels, c.labels_from, train_rows) \
