@@ -279,7 +279,7 @@ class PairFailureTask(PseudoLabelTask):
     """MANIQA's head fitted to the SDD-FIQA labels and, in the same step, to genuine comparisons: each face of the
     batch is paired with one of its genuine pairs (:class:`hf_fiqa.labels.pair_failures.GenuinePairs`, drawn per
     batch), and the binomial log-likelihood of that pair's rejections, given the softmin of the two faces' scores,
-    is added to the labels' SmoothL1. Cached trunk features only (``backbone_features``, optionally ``stage_inputs``).
+    is added to the labels' loss (the config's ``loss_type``). Pairs with a photo outside ``rows`` are left out. Cached trunk features only (``backbone_features``, optionally ``stage_inputs``).
     ``trained_model`` is the :class:`PairLink`; its ``.network`` is what was fitted."""
 
     def __init__(self, config: TrainConfig, labels: np.ndarray, rows: np.ndarray, model_config, pairs,
@@ -287,7 +287,11 @@ class PairFailureTask(PseudoLabelTask):
                  stage_inputs: np.ndarray | None = None):
         super().__init__(config, None, labels, rows, model_config, init_seed, init_model, backbone_features,
                          stage_inputs)
+        fitted = np.isin(pairs.first, self.rows) & np.isin(pairs.second, self.rows)  # both photos carry a label
+        pairs = type(pairs)(pairs.first[fitted], pairs.second[fitted], pairs.failures[fitted], pairs.comparisons)
         self.pairs = pairs
+        self.label_loss = {"mse": nn.functional.mse_loss, "smooth_l1": nn.functional.smooth_l1_loss,
+                           "l1": nn.functional.l1_loss}[model_config.loss_type]  # as MANIQA's own loss
         self.order, self.start, self.count = pairs.partners()
         self.slots = np.concatenate([pairs.second, pairs.first])  # slot -> the other photo of its pair
         self.failures = torch.from_numpy(np.concatenate([pairs.failures, pairs.failures])).float()
@@ -306,7 +310,7 @@ class PairFailureTask(PseudoLabelTask):
         everyone = np.concatenate([rows, self.slots[slots]])
         scores = model(**self._cached_inputs(model, everyone))
         faces, partners = scores[:len(rows)], scores[len(rows):]
-        loss = nn.functional.smooth_l1_loss(faces, self.scaled[rows].to(faces.device))
+        loss = self.label_loss(faces, self.scaled[rows].to(faces.device))
         if len(paired):
             logit = model.rejection_logit(faces[torch.from_numpy(paired)], partners)
             failed = self.failures[slots].to(logit.device)
