@@ -16,6 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .reference import _unit
+
 
 @dataclass(frozen=True)
 class GenuinePairs:
@@ -40,11 +42,6 @@ class GenuinePairs:
         count = np.bincount(rows, minlength=size)
         start = np.concatenate([[0], np.cumsum(count)[:-1]]) if size else np.zeros(0, dtype=np.int64)
         return order, start, count
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def genuine_pair_failures(persons: np.ndarray, sources: np.ndarray, clean: np.ndarray, rows: np.ndarray,
@@ -80,6 +77,6 @@ def genuine_pair_failures(persons: np.ndarray, sources: np.ndarray, clean: np.nd
     second = np.concatenate(seconds) if seconds else np.zeros(0, dtype=np.int64)
     failures = np.zeros(len(first), dtype=np.int64)
     for name, embedding in embeddings.items():
-        x = _unit(embedding)
+        x = _unit(embedding, f"genuine_pair_failures: {name}'s embeddings")
         failures += np.einsum("ij,ij->i", x[first], x[second]) < float(thresholds[name])
     return GenuinePairs(first.astype(np.int64), second.astype(np.int64), failures, len(embeddings))

@@ -183,6 +183,7 @@ class SDDFIQARecipe:
         self.out.mkdir(parents=True, exist_ok=True)
         self._embedders: dict[str, Any] = {}
         self._cropper = None
+        self._training_thresholds: dict[str, float] = {}  # training_pairs' (the same for every fit of a run)
 
     # -- shared pieces ---------------------------------------------------------------------------------------------
     @property
@@ -452,8 +453,10 @@ class SDDFIQARecipe:
 
         names = RECOGNIZERS if source == "both" else (source,)
         training = ~self.held_out(pool)
-        thresholds = {name: threshold_at_fmr(pool.embeddings[name][training], pool.person[training], self.config.fmr,
-                                             seed=self.config.data_seed) for name in names}
+        for name in set(names) - set(self._training_thresholds):
+            self._training_thresholds[name] = threshold_at_fmr(pool.embeddings[name][training], pool.person[training],
+                                                               self.config.fmr, seed=self.config.data_seed)
+        thresholds = {name: self._training_thresholds[name] for name in names}
         embeddings = {name: np.concatenate([pool.embeddings[name], degraded[f"embeddings_{name}"]]) for name in names}
         return genuine_pair_failures(pool.person[labels["row"]], labels["row"], labels["kind"] < 0, rows, embeddings,
                                      thresholds)
@@ -668,6 +671,13 @@ class SDDFIQARecipe:
         convert_lightqnet_checkpoint(graph, folder)
         return folder
 
+    def peer_scorers(self) -> dict[str, Any]:
+        """The published peer as a scorer (``{"lightqnet": ...}``), or nothing without its released graph."""
+        from ..scorers import load_scorer
+
+        lightqnet = self.stage_lightqnet()
+        return {"lightqnet": load_scorer(str(lightqnet), device="cpu", batch_size=128)} if lightqnet else {}
+
     def peer_and_component_qualities(self, celeba: FaceSet, rows: np.ndarray) -> dict[str, np.ndarray]:
         """What needs the photos again, in one pass over them: LightQNet (a published peer, on its own 96 px
         crops) and every quality component of the same largest faces (``component:NAME``: which single measure
@@ -678,11 +688,9 @@ class SDDFIQARecipe:
             return dict(np.load(path))
         from ..components import PhotoComponents, load_face_mesh
         from ..pipelines.dataset_quality import score_largest_faces
-        from ..scorers import load_scorer
 
         mesh = load_face_mesh()
-        lightqnet = self.stage_lightqnet()
-        scorers = {"lightqnet": load_scorer(str(lightqnet), device="cpu", batch_size=128)} if lightqnet else {}
+        scorers = self.peer_scorers()
         _say(f"   LightQNet and the quality components of the CelebA faces ({'with' if mesh else 'without'} the "
              "face mesh)")
         problems: list[tuple[str, str]] = []
@@ -712,18 +720,16 @@ class SDDFIQARecipe:
         path = self.out / "validation_peers.npz"
         if path.is_file():
             return dict(np.load(path))
-        lightqnet = self.stage_lightqnet()
-        if lightqnet is None:
+        scorers = self.peer_scorers()
+        if not scorers:
             return {}
         from ..pipelines.dataset_quality import score_largest_faces
-        from ..scorers import load_scorer
 
         held = np.flatnonzero(self.held_out(pool))
         paths = [path for key, faces in pool.sets.items()
                  for path in faces.photo_paths(pool.row[held][pool.dataset[held] == key])]
         _say(f"   LightQNet on the {len(paths)} validation photos")
-        found = score_largest_faces(paths, {"lightqnet": load_scorer(str(lightqnet), device="cpu", batch_size=128)},
-                                    self.cropper, progress=self.config.progress)
+        found = score_largest_faces(paths, scorers, self.cropper, progress=self.config.progress)
         write_npz(path, **found)
         return found
 
