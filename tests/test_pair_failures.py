@@ -60,34 +60,58 @@ def _tiny_trunk_maniqa():
         label_range=[0.0, 100.0])).eval()
 
 
-def test_fitting_pairs_moves_only_the_head_and_ranks_failing_faces_lower(tmp_path):
-    """Half the faces carry a bright mark in their features and every comparison with one of them fails; the labels
-    are uninformative noise. Only the pairs can teach the network that the mark means low quality."""
+def _marked_faces(model, n: int = 96):
+    """Cached trunk features of ``n`` faces, half of them carrying a bright mark, and their genuine pairs (6 photos
+    a person): every comparison with a marked face fails, none other does."""
     from hf_fiqa.labels.pair_failures import genuine_pair_failures
-    from hf_fiqa.recipes.quality_net import PhaseConfig, predict_from_features, train_quality_head
 
-    model = _tiny_trunk_maniqa()
-    trunk_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    rng = np.random.default_rng(0)
-    n = 96
     with torch.no_grad():
         features = model.backbone_features(torch.randn(n, 3, 32, 32)).numpy()
     bad = np.arange(n) % 2 == 1
     features[bad] += 3.0
     persons = np.repeat(np.arange(n // 6), 6).astype(str)
-    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    emb = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
     pairs = genuine_pair_failures(persons, np.arange(n), np.ones(n, bool), np.arange(n), {"r": emb}, {"r": -2.0})
     assert pairs.failures.sum() == 0  # threshold below every similarity: nothing fails yet
     failing = bad[pairs.first] | bad[pairs.second]
-    pairs = type(pairs)(pairs.first, pairs.second, failing.astype(np.int64), 1)
-    labels = rng.uniform(40, 60, size=n)
-    fitted, history = train_quality_head(tmp_path / "pairs", model, features.astype(np.float16), labels,
-                                         np.arange(n), PhaseConfig(6, 3e-3, 16), progress=False, pairs=pairs)
+    return features.astype(np.float16), bad, type(pairs)(pairs.first, pairs.second, failing.astype(np.int64), 1)
+
+
+def test_fitting_pairs_moves_only_the_head_and_ranks_failing_faces_lower(tmp_path):
+    """Half the faces carry a bright mark in their features and every comparison with one of them fails; the labels
+    are uninformative noise. Only the pairs can teach the network that the mark means low quality."""
+    from hf_fiqa.recipes.quality_net import PhaseConfig, predict_from_features, train_quality_head
+
+    model = _tiny_trunk_maniqa()
+    trunk_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    features, bad, pairs = _marked_faces(model)
+    labels = np.random.default_rng(1).uniform(40, 60, size=len(bad))
+    fitted, history = train_quality_head(tmp_path / "pairs", model, features, labels,
+                                         np.arange(len(bad)), PhaseConfig(6, 3e-3, 16), progress=False, pairs=pairs)
     assert len(history["fit"]) == 6 and (tmp_path / "pairs" / "fit.safetensors").is_file()
     for key, value in fitted.backbone.state_dict().items():
         torch.testing.assert_close(value, trunk_before[key])
-    scores = predict_from_features(fitted, features.astype(np.float16))
+    scores = predict_from_features(fitted, features)
     assert scores[bad].mean() < scores[~bad].mean() - 5
+
+
+def test_the_comparisons_alone_ignore_the_labels(tmp_path):
+    """``label_weight=0`` (the "pairs" objective): labels that say the marked faces are the good ones change
+    nothing; the fit is the same as with the opposite labels, and the marked faces still rank lower."""
+    from hf_fiqa.recipes.quality_net import PhaseConfig, predict_from_features, train_quality_head
+
+    model = _tiny_trunk_maniqa()
+    features, bad, pairs = _marked_faces(model)
+    scores = []
+    for name, labels in (("wrong", np.where(bad, 90.0, 10.0)), ("right", np.where(bad, 10.0, 90.0))):
+        fitted, _ = train_quality_head(tmp_path / name, _tiny_trunk_maniqa(), features, labels, np.arange(len(bad)),
+                                       PhaseConfig(4, 3e-3, 16), progress=False, pairs=pairs, label_weight=0.0)
+        scores.append(predict_from_features(fitted, features))
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert scores[0][bad].mean() < scores[0][~bad].mean()
+    with pytest.raises(ValueError, match="label_weight"):
+        train_quality_head(tmp_path / "negative", _tiny_trunk_maniqa(), features, labels, np.arange(len(bad)),
+                           PhaseConfig(1, 3e-3, 16), progress=False, pairs=pairs, label_weight=-1.0)
 
 
 def test_pairs_with_the_last_stage_tuned_move_that_stage_and_the_head_only(tmp_path):

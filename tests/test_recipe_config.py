@@ -44,8 +44,11 @@ def test_the_objective_follows_the_trunk_unless_given():
     assert RecipeConfig(shared="s", output="o", objective="labels").objective == "labels"
     with pytest.raises(ValueError, match="objective"):
         RecipeConfig(shared="s", output="o", trunk="vit", objective="labels+pairs")
+    assert RecipeConfig(shared="s", output="o", objective="pairs").objective == "pairs"
     with pytest.raises(ValueError, match="objective"):
-        RecipeConfig(shared="s", output="o", objective="pairs")
+        RecipeConfig(shared="s", output="o", trunk="vit", objective="pairs")
+    with pytest.raises(ValueError, match="objective"):
+        RecipeConfig(shared="s", output="o", objective="labels+magnitude")
 
 
 def test_a_run_folder_made_from_other_photos_is_refused(tmp_path):

@@ -162,7 +162,8 @@ def test_magface_stage_trains_with_the_published_config(tmp_path):
 
 def test_ablation_changes_one_factor_at_a_time_and_fills_every_column(small_run, shared):
     """One factor at a time from the run's recipe (two other label sources, no CFP, the other trunk, the last stage
-    tuned, the labels alone), the run's own network first, each judged on the validation people and on dev."""
+    tuned, the labels alone, the pairs alone), the run's own network first, each judged on the validation people and on
+    dev."""
     from hf_fiqa.recipes.sdd_fiqa import SDDFIQARecipe
 
     out, _, _ = small_run
@@ -171,11 +172,12 @@ def test_ablation_changes_one_factor_at_a_time_and_fills_every_column(small_run,
     text = SDDFIQARecipe(config).run()["ablation"]
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header, rows = lines[0], lines[2:]
-    assert len(rows) == 7 and "(the run's) | frozen | both | yes | labels+pairs" in rows[0]
+    assert len(rows) == 8 and "(the run's) | frozen | both | yes | labels+pairs" in rows[0]
     mfn, pairs = " mobilefacenet ", " labels+pairs "
     assert [line.split("|")[1:6] for line in rows[1:]] == [
         [mfn, " frozen ", " dlib ", " yes ", pairs], [mfn, " frozen ", mfn, " yes ", pairs],
         [mfn, " frozen ", " both ", " no ", pairs], [" dlib ", " frozen ", " both ", " yes ", pairs],
-        [mfn, " last stage tuned ", " both ", " yes ", pairs], [mfn, " frozen ", " both ", " yes ", " labels "]]
+        [mfn, " last stage tuned ", " both ", " yes ", pairs], [mfn, " frozen ", " both ", " yes ", " labels "],
+        [mfn, " frozen ", " both ", " yes ", " pairs "]]
     assert {line.count("|") for line in rows} == {header.count("|")}  # no cell missing
-    assert all(line.count("%") == 6 for line in rows)  # 2 validation + 4 dev gains
+    assert all(line.count("%") == 8 for line in rows)  # 4 validation + 4 dev gains

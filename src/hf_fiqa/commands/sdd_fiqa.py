@@ -27,16 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "ViT trained from scratch (default mobilefacenet)")
     p.add_argument("--labels-from", choices=["both", "dlib", "mobilefacenet"], default="both",
                    help="whose SDD-FIQA labels the network fits (default both: their percentiles averaged)")
-    p.add_argument("--objective", choices=["labels+pairs", "labels"], default=None,
+    p.add_argument("--objective", choices=["labels+pairs", "labels", "pairs"], default=None,
                    help="what the network fits: the SDD-FIQA labels and the genuine comparisons they summarise "
-                        "(default on a recognizer trunk) or the labels alone (the ViT's only objective)")
+                        "(default on a recognizer trunk), the labels alone (the ViT's only objective) or the "
+                        "comparisons alone")
     p.add_argument("--no-cfp", action="store_true", help="train on LFW alone (CFP's profiles left out)")
     p.add_argument("--image-size", type=int, default=64, help="the ViT trunk's input side (multiple of 8)")
     p.add_argument("--bootstrap", type=int, default=None,
                    help="identity-bootstrap resamples for the CIs (0: none; default: evaluate-fiqa's, 1000)")
     p.add_argument("--ablation", action="store_true",
                    help="also refit the head with one factor of the recipe changed at a time (each other label "
-                        "source, without CFP, the other trunk, the trunk's last stage tuned, the other objective), judged by both recognizers on the validation people "
+                        "source, without CFP, the other trunk, the trunk's last stage tuned, the other objectives), judged by both recognizers on the validation people "
                         "and the dev set; writes OUTPUT/ablation.md")
     p.add_argument("--seed", type=int, default=0,
                    help="the network's start and batch order; the validation people, copies and labels stay fixed")

@@ -242,11 +242,13 @@ def last_stage_inputs(model: MANIQAForImageQualityAssessment, processor, crops: 
 def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessment, features: np.ndarray,
                        labels: np.ndarray, train_index: np.ndarray, fit: PhaseConfig, seed: int = 0,
                        progress: bool = True, stage_inputs: np.ndarray | None = None,
-                       pairs: GenuinePairs | None = None) -> tuple[MANIQAForImageQualityAssessment, dict]:
+                       pairs: GenuinePairs | None = None,
+                       label_weight: float = 1.0) -> tuple[MANIQAForImageQualityAssessment, dict]:
     """Fit the head above a frozen trunk on cached ``features`` (the backbone never runs); returns the whole model
     (trunk included) and the per-epoch mean losses. With ``stage_inputs`` (:func:`last_stage_inputs`, rows as in
     ``features``) the trunk's last stage learns too (:class:`TunedLastStage`). With ``pairs`` (genuine pairs of
-    label rows and their rejections) the genuine comparisons are fitted beside the labels (:class:`PairFailureTask`).
+    label rows and their rejections) the genuine comparisons are fitted beside the labels (:class:`PairFailureTask`;
+    the labels' loss weighs ``label_weight``, 0 for the comparisons alone).
     Resumes like :func:`train_quality_network`; the result is ``folder/fit.safetensors``."""
     folder, _, fit_rows, final = _fit_layout(folder, labels, train_index)
     if final.is_file():
@@ -259,7 +261,7 @@ def train_quality_head(folder: str | Path, model: MANIQAForImageQualityAssessmen
                                    backbone_features=features, stage_inputs=stage_inputs)
         else:
             task = PairFailureTask(run, labels, fit_rows, model.config, pairs, features, init_seed=seed,
-                                   init_model=network, stage_inputs=stage_inputs)
+                                   init_model=network, stage_inputs=stage_inputs, label_weight=label_weight)
         train(run, task)
         trained = task.trained_model.network if pairs is not None else task.trained_model
         model = trained.model if stage_inputs is not None else trained

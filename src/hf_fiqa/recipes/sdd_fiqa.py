@@ -55,8 +55,10 @@ from ..metrics.report import thresholds_markdown, write_fiqa_report
 from .faces import FacePool, FaceSet, embed_arrays, embed_faces, recognizer_embeddings, save_summary
 
 RECOGNIZERS = ("dlib", "mobilefacenet")
-# What the network fits: the SDD-FIQA labels alone, or with the genuine comparisons they summarise.
-OBJECTIVES = ("labels+pairs", "labels")
+# What the network fits: the SDD-FIQA labels with the genuine comparisons they summarise, either alone.
+OBJECTIVES = ("labels+pairs", "labels", "pairs")
+OBJECTIVE_WORDS = {"labels+pairs": "{source} labels and genuine pairs", "labels": "{source} labels",
+                   "pairs": "genuine pairs ({source}'s rejections)"}
 # How much each run size does, where the caller did not say (RecipeConfig fields left at None).
 # photos_per_identity: LFW and CFP photos kept per person (per person and pose in CFP); None keeps them all.
 # magface_steps 0: no MagFace baseline (the quick run's time goes to the hybrid; the full run trains it).
@@ -80,7 +82,8 @@ class RecipeConfig:
     small ViT trained from scratch on ``image_size`` crops); ``labels_from``: "both", "dlib" or "mobilefacenet".
     ``objective``: "labels+pairs" (a trunk's default: the SDD-FIQA labels and the training people's genuine
     comparisons, rejected or not by the labelling recognizers, :class:`~hf_fiqa.training.array_tasks.PairFailureTask`)
-    or "labels" (the labels alone; the ViT's only objective).
+    "labels" (the labels alone; the ViT's only objective) or "pairs" (the comparisons alone: no longer SDD-FIQA, kept
+    for the ablation).
     """
 
     shared: Path
@@ -430,14 +433,13 @@ class SDDFIQARecipe:
         else:
             if not fitted:
                 _say(f"5/8 quality network: MANIQA's head on the frozen {c.trunk} trunk, fitted to the "
-                     f"{c.labels_from} labels{' and genuine pairs' if c.objective == 'labels+pairs' else ''} (seed {seed})")
+                     f"{OBJECTIVE_WORDS[c.objective].format(source=c.labels_from)} (seed {seed})")
             model = self.trunk_model(c.trunk)
             features = self.training_features(pool, degraded, c.trunk)
-            pairs = self.training_pairs(pool, degraded, labels, c.labels_from, train_rows) \
-                if c.objective == "labels+pairs" else None
-            model, history = train_quality_head(self.out / name, model, features, labels["quality"], train_rows,
-                                                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=seed,
-                                                progress=c.progress, pairs=pairs)
+            model, history = train_quality_head(
+                self.out / name, model, features, labels["quality"], train_rows,
+                PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=seed, progress=c.progress,
+                **self.objective_terms(c.objective, pool, degraded, labels, c.labels_from, train_rows))
         save_summary(self.out / name / "history.json", history)
         if not fitted:
             self._timed(name, start)
@@ -460,6 +462,15 @@ class SDDFIQARecipe:
         embeddings = {name: np.concatenate([pool.embeddings[name], degraded[f"embeddings_{name}"]]) for name in names}
         return genuine_pair_failures(pool.person[labels["row"]], labels["row"], labels["kind"] < 0, rows, embeddings,
                                      thresholds)
+
+    def objective_terms(self, objective: str, pool: FacePool, degraded: dict[str, np.ndarray],
+                        labels: dict[str, np.ndarray], source: str, rows: np.ndarray) -> dict[str, Any]:
+        """``train_quality_head``'s arguments for ``objective`` beyond the labels: the genuine pairs (unless
+        "labels") and the labels' weight (0 for "pairs")."""
+        if objective == "labels":
+            return {}
+        return {"pairs": self.training_pairs(pool, degraded, labels, source, rows),
+                "label_weight": 0.0 if objective == "pairs" else 1.0}
 
     def processor(self, trunk: str | None = None):
         """The network's image processor: the trunk recognizer's pixel normalisation, or the ViT's."""
@@ -771,7 +782,7 @@ class SDDFIQARecipe:
     def stage_ablation(self, pool: FacePool, degraded: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        celeba: FaceSet, model) -> str:
         """One factor at a time from the run's recipe: the head refitted with each other label source, without CFP,
-        on the other trunk, with the trunk's last stage tuned and with the other objective, each judged by both recognizers on the validation
+        on the other trunk, with the trunk's last stage tuned and with each other objective, each judged by both recognizers on the validation
         people (where the choice is made) and on the dev set (reported, never chosen on). The run's own ``model`` is
         the first row."""
         path = self.out / "ablation.md"
@@ -798,8 +809,10 @@ class SDDFIQARecipe:
         variants.append((c.trunk, c.labels_from, chosen[2], "last stage tuned", c.objective))
         variants += [(c.trunk, c.labels_from, chosen[2], "frozen", objective) for objective in OBJECTIVES
                      if objective != c.objective]
-        lines = ["| trunk | trunk stages | labels from | CFP | objective | val dlib FMR 1e-3 | val MFN FMR 1e-3 | "
-                 "dev dlib FMR 1e-3 | dev dlib FNMR 0.1 | dev MFN FMR 1e-3 | dev MFN FNMR 0.1 |", "|---" * 11 + "|"]
+        cells = [f"{where} {judge} {threshold}" for where in ("val", "dev") for judge in ("dlib", "MFN")
+                 for threshold in ("FMR 1e-3", "FNMR 0.1")]
+        lines = ["| trunk | trunk stages | labels from | CFP | objective | " + " | ".join(cells) + " |",
+                 "|---" * (5 + len(cells)) + "|"]
         trunks = dict.fromkeys(variant[0] for variant in variants)
         features_of = {trunk: self.training_features(pool, degraded, trunk) for trunk in trunks}
         for variant in variants:
@@ -815,15 +828,13 @@ class SDDFIQARecipe:
                 name = (f"{trunk}-{source}-{'cfp' if with_cfp else 'lfw'}" + ("" if stages == "frozen" else "-tuned")
                         + ("" if objective == "labels+pairs" else f"-{objective}"))
                 train_rows = np.flatnonzero(~held & (with_cfp | ~is_cfp))
-                pairs = self.training_pairs(pool, degraded, labels, source, train_rows) \
-                    if objective == "labels+pairs" else None
                 fitted, _ = train_quality_head(
                     self.out / "ablation" / name, self.trunk_model(trunk), features, labels[f"quality_{source}"],
                     train_rows, PhaseConfig(c.fit_epochs, c.lr, c.batch_size), seed=c.seed, progress=c.progress,
-                    stage_inputs=train_inputs, pairs=pairs)
+                    stage_inputs=train_inputs,
+                    **self.objective_terms(objective, pool, degraded, labels, source, train_rows))
             val_q = predict_from_features(fitted, features, val_rows, stage_inputs=train_inputs)
-            cells = [f"{row['gain_percent']:.1f} %" for row in self.validation_table({"q": val_q}, pool)
-                     if row["threshold"].startswith("FMR")]
+            cells = [f"{row['gain_percent']:.1f} %" for row in self.validation_table({"q": val_q}, pool)]
             dev_q = predict_from_features(fitted, self.face_trunk(celeba, trunk), stage_inputs=dev_inputs)
             for embeddings in dev_judges.values():
                 report = self.judge_table(embeddings, celeba.identities[ok], {"q": dev_q}, bootstrap=0, progress=False)

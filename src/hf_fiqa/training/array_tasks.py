@@ -279,14 +279,18 @@ class PairFailureTask(PseudoLabelTask):
     """MANIQA's head fitted to the SDD-FIQA labels and, in the same step, to genuine comparisons: each face of the
     batch is paired with one of its genuine pairs (:class:`hf_fiqa.labels.pair_failures.GenuinePairs`, drawn per
     batch), and the binomial log-likelihood of that pair's rejections, given the softmin of the two faces' scores,
-    is added to the labels' loss (the config's ``loss_type``). Pairs with a photo outside ``rows`` are left out. Cached trunk features only (``backbone_features``, optionally ``stage_inputs``).
+    is added to the labels' loss (the config's ``loss_type``) times ``label_weight`` (0: the comparisons alone). Pairs with a photo outside ``rows`` are left out. Cached trunk features only
+    (``backbone_features``, optionally ``stage_inputs``).
     ``trained_model`` is the :class:`PairLink`; its ``.network`` is what was fitted."""
 
     def __init__(self, config: TrainConfig, labels: np.ndarray, rows: np.ndarray, model_config, pairs,
                  backbone_features: np.ndarray, init_seed: int = 0, init_model: nn.Module | None = None,
-                 stage_inputs: np.ndarray | None = None):
+                 stage_inputs: np.ndarray | None = None, label_weight: float = 1.0):
         super().__init__(config, None, labels, rows, model_config, init_seed, init_model, backbone_features,
                          stage_inputs)
+        if not 0.0 <= label_weight < float("inf"):
+            raise ValueError(f"label_weight must be finite and >= 0, got {label_weight!r}")
+        self.label_weight = float(label_weight)
         fitted = np.isin(pairs.first, self.rows) & np.isin(pairs.second, self.rows)  # both photos carry a label
         pairs = type(pairs)(pairs.first[fitted], pairs.second[fitted], pairs.failures[fitted], pairs.comparisons)
         self.pairs = pairs
@@ -310,7 +314,7 @@ class PairFailureTask(PseudoLabelTask):
         everyone = np.concatenate([rows, self.slots[slots]])
         scores = model(**self._cached_inputs(model, everyone))
         faces, partners = scores[:len(rows)], scores[len(rows):]
-        loss = self.label_loss(faces, self.scaled[rows].to(faces.device))
+        loss = self.label_weight * self.label_loss(faces, self.scaled[rows].to(faces.device))
         if len(paired):
             logit = model.rejection_logit(faces[torch.from_numpy(paired)], partners)
             failed = self.failures[slots].to(logit.device)
