@@ -116,6 +116,25 @@ def test_calibration_bands_bound_the_observed_share_over_identity_resamples():
         calibration_bands(quality, failed, counts, identities=people[:5].astype(str), bootstrap=10)
 
 
+def test_the_pass_rate_says_whether_a_set_of_people_can_verify_the_promise():
+    """A right quality passes a check on people who all behave alike; on ten people of whom half fail every
+    comparison, which five were photographed decides the band, and a right quality fails the check most times."""
+    from hf_fiqa.metrics.calibration import perfect_calibration_pass_rate
+
+    def pairs(people: int, failing: np.ndarray):
+        person = np.repeat(np.arange(people), 2)
+        return np.full(len(person), 30.0), failing[person] if failing.ndim else np.tile([2.0, 0.0], people), \
+            np.full(len(person), 2.0), person.astype(str)
+
+    alike = pairs(200, np.array(0))  # every person: one pair fails both comparisons, one passes
+    assert perfect_calibration_pass_rate(*alike, bootstrap=300) == 1.0
+    split = pairs(10, np.where(np.arange(10) % 2 == 0, 2.0, 0.0))
+    assert perfect_calibration_pass_rate(*split, bootstrap=300) < 0.5
+    assert perfect_calibration_pass_rate(*split, tolerance=60.0, bootstrap=300) == 1.0  # any share is within 60
+    with pytest.raises(ValueError, match="one identity per pair"):
+        perfect_calibration_pass_rate(*split[:3], split[3][:4], bootstrap=10)
+
+
 def test_combined_labels_average_each_recognizers_percentiles():
     from hf_fiqa.labels.combine import combine_labels, percentiles
 

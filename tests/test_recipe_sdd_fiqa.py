@@ -79,6 +79,8 @@ def test_every_stage_writes_its_outputs(small_run):
     assert [b["low"] for b in bands] == [0, 50, 70, 80, 90, 95] and sum(b["pairs"] for b in bands) > 0
     filled = [b for b in bands if b["pairs"]]  # with the observed share's identity-bootstrap interval
     assert all(b["observed_low"] <= b["observed_percent"] <= b["observed_high"] for b in filled)
+    assert 0.0 <= result["calibration_pass_rate"] <= 1.0  # can these people tell a 5-point miss?
+    assert "identity resamples of these" in (out / "eval" / "calibration.md").read_text()
     # where settings are chosen, the published peer is judged beside the hybrid (both recognizers, both thresholds)
     validation = json.loads((out / "validation.json").read_text())
     assert sum(row["method"] == "lightqnet" for row in validation) == 4
@@ -100,7 +102,8 @@ def test_a_second_seed_refits_the_network_on_the_same_data(small_run):
     assert any(not (first[k] == second[k]).all() for k in head)  # another start and batch order
     assert all((first[k] == second[k]).all() for k in first if k.startswith("backbone."))  # the same frozen trunk
     gains = [v for row in result["seeds"] for k, v in row.items() if k != "seed"]
-    assert len(gains) == 8 and np.isfinite(gains).all()  # two judges x two thresholds, per seed
+    assert len(gains) == 16 and np.isfinite(gains).all()  # validation and dev, two judges x two thresholds, per seed
+    assert {k.split()[0] for row in result["seeds"] for k in row if k != "seed"} == {"val", "dev"}
     text = (out / "seeds.md").read_text()
     assert "| 0 |" in text and "| 1 |" in text and "mean ± sd" in text
 

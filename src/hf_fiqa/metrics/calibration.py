@@ -149,6 +149,32 @@ def discard_table(qualities: np.ndarray, embeddings: np.ndarray, identities: Seq
 DEFAULT_BANDS = (0.0, 50.0, 70.0, 80.0, 90.0, 95.0, 100.0)
 
 
+def _identity_weights(identities: Sequence[Any], pairs: int, bootstrap: int, seed: int) -> np.ndarray:
+    """``(bootstrap, pairs)`` weights: each pair counted as often as its person was drawn (people with replacement,
+    as the EDC intervals of :mod:`hf_fiqa.metrics.bootstrap`)."""
+    from .bootstrap import bootstrap_rng, identity_counts
+
+    _, person = np.unique(np.asarray(identities).astype(str), return_inverse=True)
+    if len(person) != pairs:
+        raise ValueError(f"calibration: one identity per pair, got {len(person)} for {pairs} pairs")
+    return identity_counts(int(person.max()) + 1, bootstrap, bootstrap_rng(seed))[:, person].astype(np.float64)
+
+
+def _bands(q: np.ndarray, n: np.ndarray, edges: Sequence[float]) -> list[tuple[float, float, np.ndarray]]:
+    """``(low, high, mask)`` per band ``[low, high)`` of the usable pairs (the last band includes ``high``)."""
+    usable = np.isfinite(q) & (n > 0)
+    last = len(edges) - 2
+    return [(low, high, usable & (q >= low) & ((q <= high) if i == last else (q < high)))
+            for i, (low, high) in enumerate(zip(edges, edges[1:]))]
+
+
+def _resampled_shares(k: np.ndarray, n: np.ndarray, band: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The band's observed rejected share (percent) in each identity resample; NaN where no pair was drawn."""
+    drawn = weights[:, band] @ n[band]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(drawn > 0, 100.0 * (weights[:, band] @ k[band]) / drawn, np.nan)
+
+
 def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
                       edges: Sequence[float] = DEFAULT_BANDS, identities: Sequence[Any] | None = None,
                       bootstrap: int = 0, seed: int = 0, level: float = 0.95) -> list[dict[str, float]]:
@@ -165,21 +191,11 @@ def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: 
     resamples (people drawn with replacement, each pair weighted by its person's draws, as the EDC intervals of
     :mod:`hf_fiqa.metrics.bootstrap`), so a miss can be told from the luck of which people were photographed.
     """
-    from .bootstrap import bootstrap_rng, identity_counts
-
     q = np.asarray(qualities, dtype=np.float64)
     k, n = np.asarray(failures, dtype=np.float64), np.asarray(comparisons, dtype=np.float64)
-    usable = np.isfinite(q) & (n > 0)
-    weights = None
-    if bootstrap and identities is not None:
-        _, person = np.unique(np.asarray(identities).astype(str), return_inverse=True)
-        if len(person) != len(q):
-            raise ValueError(f"calibration_bands: one identity per pair, got {len(person)} for {len(q)} pairs")
-        weights = identity_counts(int(person.max()) + 1, bootstrap, bootstrap_rng(seed))[:, person].astype(np.float64)
+    weights = _identity_weights(identities, len(q), bootstrap, seed) if bootstrap and identities is not None else None
     rows = []
-    for i, (low, high) in enumerate(zip(edges, edges[1:])):
-        last = i == len(edges) - 2
-        band = usable & (q >= low) & ((q <= high) if last else (q < high))
+    for low, high, band in _bands(q, n, edges):
         row = {
             "low": float(low), "high": float(high), "pairs": int(band.sum()),
             "comparisons": int(n[band].sum()),
@@ -187,13 +203,37 @@ def calibration_bands(qualities: np.ndarray, failures: np.ndarray, comparisons: 
             "observed_percent": float(100.0 * k[band].sum() / n[band].sum()) if band.any() else float("nan"),
         }
         if weights is not None:
-            drawn = weights[:, band] @ n[band]
-            shares = 100.0 * (weights[:, band] @ k[band])[drawn > 0] / drawn[drawn > 0]
+            shares = _resampled_shares(k, n, band, weights)
+            shares = shares[np.isfinite(shares)]
             tail = 100.0 * (1.0 - level) / 2.0
             low_pct, high_pct = np.percentile(shares, [tail, 100.0 - tail]) if len(shares) else (np.nan, np.nan)
             row.update(observed_low=float(low_pct), observed_high=float(high_pct))
         rows.append(row)
     return rows
+
+
+def perfect_calibration_pass_rate(qualities: np.ndarray, failures: np.ndarray, comparisons: np.ndarray,
+                                  identities: Sequence[Any], tolerance: float = 5.0,
+                                  edges: Sequence[float] = DEFAULT_BANDS, bootstrap: int = 1000,
+                                  seed: int = 0) -> float:
+    """How often a check on this many people would pass a quality that is exactly right.
+
+    "Within ``tolerance`` points in every band" is a test a perfectly calibrated quality can fail by the luck of
+    which people were photographed. Take the observed share of each band as the truth (a quality promising exactly
+    that), redraw the people (identity bootstrap, as :func:`calibration_bands`) and count the resamples in which
+    every band's share stays within ``tolerance`` points of it. Near 1: the check can tell a miss; far below: a
+    miss says little, and a pass little more. Bands without pairs are left out; a resample that draws no pair of a
+    band counts as a miss.
+    """
+    q = np.asarray(qualities, dtype=np.float64)
+    k, n = np.asarray(failures, dtype=np.float64), np.asarray(comparisons, dtype=np.float64)
+    weights = _identity_weights(identities, len(q), bootstrap, seed)
+    within = np.ones(len(weights), dtype=bool)
+    for _, _, band in _bands(q, n, edges):
+        if band.any():
+            truth = 100.0 * k[band].sum() / n[band].sum()
+            within &= np.abs(np.nan_to_num(_resampled_shares(k, n, band, weights), nan=np.inf) - truth) <= tolerance
+    return float(within.mean())
 
 
 def calibration_markdown(rows: list[dict[str, float]], title: str) -> str:
