@@ -817,10 +817,10 @@ class SDDFIQARecipe:
         variants.append((c.trunk, c.labels_from, chosen[2], "last stage tuned", c.objective))
         variants += [(c.trunk, c.labels_from, chosen[2], "frozen", objective) for objective in OBJECTIVES
                      if objective != c.objective]
-        cells = [f"{where} {judge} {threshold}" for where in ("val", "dev") for judge in ("dlib", "MFN")
-                 for threshold in ("FMR 1e-3", "FNMR 0.1")]
-        lines = ["| trunk | trunk stages | labels from | CFP | objective | " + " | ".join(cells) + " |",
-                 "|---" * (5 + len(cells)) + "|"]
+        columns = [f"{where} {judge} {threshold}" for where in ("val", "dev") for judge in ("dlib", "MFN")
+                   for threshold in ("FMR 1e-3", "FNMR 0.1")]
+        lines = ["| trunk | trunk stages | labels from | CFP | objective | " + " | ".join(columns) + " |",
+                 "|---" * (5 + len(columns)) + "|"]
         trunks = dict.fromkeys(variant[0] for variant in variants)
         features_of = {trunk: self.training_features(pool, degraded, trunk) for trunk in trunks}
         for variant in variants:
