@@ -279,7 +279,8 @@ class PairFailureTask(PseudoLabelTask):
     """MANIQA's head fitted to the SDD-FIQA labels and, in the same step, to genuine comparisons: each face of the
     batch is paired with one of its genuine pairs (:class:`hf_fiqa.labels.pair_failures.GenuinePairs`, drawn per
     batch), and the binomial log-likelihood of that pair's rejections, given the softmin of the two faces' scores,
-    is added to the labels' loss (the config's ``loss_type``) times ``label_weight`` (0: the comparisons alone). Pairs with a photo outside ``rows`` are left out. Cached trunk features only
+    is added to the labels' loss (the config's ``loss_type``, as MANIQA's own) times ``label_weight`` (0: the
+    comparisons alone). Pairs with a photo outside ``rows`` are left out. Cached trunk features only
     (``backbone_features``, optionally ``stage_inputs``).
     ``trained_model`` is the :class:`PairLink`; its ``.network`` is what was fitted."""
 
@@ -294,8 +295,9 @@ class PairFailureTask(PseudoLabelTask):
         fitted = np.isin(pairs.first, self.rows) & np.isin(pairs.second, self.rows)  # both photos carry a label
         pairs = type(pairs)(pairs.first[fitted], pairs.second[fitted], pairs.failures[fitted], pairs.comparisons)
         self.pairs = pairs
-        self.label_loss = {"mse": nn.functional.mse_loss, "smooth_l1": nn.functional.smooth_l1_loss,
-                           "l1": nn.functional.l1_loss}[model_config.loss_type]  # as MANIQA's own loss
+        from ..models.maniqa.modeling_maniqa import SCORE_LOSSES
+
+        self.label_loss = SCORE_LOSSES[model_config.loss_type]
         self.order, self.start, self.count = pairs.partners()
         self.slots = np.concatenate([pairs.second, pairs.first])  # slot -> the other photo of its pair
         self.failures = torch.from_numpy(np.concatenate([pairs.failures, pairs.failures])).float()

@@ -307,7 +307,7 @@ class MANIQAStage(nn.Module):
         return self.swin(self.conv(x.view(b, c, h, w)))
 
 
-_LOSSES = {"mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss}
+SCORE_LOSSES = {"mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss}
 
 
 def _mlp_head(dim: int, outputs: int, dropout: float, final: nn.Module) -> nn.Sequential:
@@ -431,7 +431,7 @@ class MANIQAForImageQualityAssessment(MANIQAPreTrainedModel):
 
         loss = None
         if labels is not None:
-            loss = _LOSSES[self.config.loss_type](score.float(), labels.float().view_as(score))
+            loss = SCORE_LOSSES[self.config.loss_type](score.float(), labels.float().view_as(score))
 
         score = to_label_units(score, getattr(self.config, "label_range", None))
         patch_scores = to_label_units(patch_scores, getattr(self.config, "label_range", None))
